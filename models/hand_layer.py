@@ -92,8 +92,9 @@ def _check_batch(name: str, x: torch.Tensor, dim: int) -> None:
 def shaped_rest(beta: torch.Tensor, rest_joints: torch.Tensor, joint_morphs: torch.Tensor,
                 rest_offsets: torch.Tensor, offset_morphs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """β (B, 7) -> rest joints (B, 21, 3) and surface offsets (B, V, 3), linear in β."""
-    joints = rest_joints + torch.einsum("bt,tjc->bjc", beta, joint_morphs)
-    offsets = rest_offsets + torch.einsum("bt,tvc->bvc", beta, offset_morphs)
+    batch = beta.shape[0]
+    joints = rest_joints + (beta @ joint_morphs.reshape(joint_morphs.shape[0], -1)).reshape(batch, -1, 3)
+    offsets = rest_offsets + (beta @ offset_morphs.reshape(offset_morphs.shape[0], -1)).reshape(batch, -1, 3)
     return joints, offsets
 
 
@@ -162,8 +163,13 @@ def skin(posed: torch.Tensor, rest: torch.Tensor, forearm: torch.Tensor, rest_ve
     """
     bones = posed @ invert_rigid(rest)                                  # (B, 21, 4, 4)
     bones = torch.cat((bones, forearm[:, None]), 1)[..., :3, :]         # (B, 22, 3, 4)
-    blended = torch.einsum("vk,bkij->bvij", weights, bones)             # (B, V, 3, 4)
-    return (blended[..., :3] @ rest_vertices[..., None])[..., 0] + blended[..., 3]
+    batch, num_vertices = rest_vertices.shape[0], weights.shape[0]
+    # Vertex index last (contiguous) keeps every step a plain MatMul or a cheap broadcast.
+    blended = (bones.reshape(batch, -1, 12).transpose(1, 2) @ weights.T)     # (B, 12, V)
+    blended = blended.reshape(batch, 3, 4, num_vertices)
+    rest_t = rest_vertices.transpose(1, 2)                              # (B, 3, V)
+    posed = (blended[:, :, :3] * rest_t[:, None]).sum(2) + blended[:, :, 3]  # (B, 3, V)
+    return posed.transpose(1, 2)
 
 
 class HandLayer(nn.Module):
@@ -200,7 +206,7 @@ class HandLayer(nn.Module):
         joints, offsets = shaped_rest(beta, self.rest_joints, self.joint_morphs,
                                       self.rest_offsets, self.offset_morphs)
         joints = scaled_rest(alpha, joints, self.alpha_of_joint)
-        vertices = torch.einsum("vj,bjc->bvc", self.anchors, joints) + offsets
+        vertices = self.anchors @ joints + offsets
         return RestShape(joints, vertices)
 
     def forward(self, theta: torch.Tensor, alpha: torch.Tensor | None = None,
