@@ -12,7 +12,10 @@ Method (all items of a batch at once):
      with the global transform) is mapped through the layout and rigidly aligned to the
      target by weighted Kabsch, using the layout rows that are pure palm points; an item
      with fewer than three such rows falls back to all its given rows of the rest hand.
-     Articulations start at 0 (flat hand) unless ``init_theta`` is given.
+     Articulations start at a slightly curled hand (every flexion at
+     ``initial_flexion_deg`` = 25°, abductions 0) unless ``init_theta`` is given: starting
+     from the flat hand, targets without DIPs (NYU, ICVL) fall into the mirrored
+     PIP/DIP "elbow" solution twice as often.
   2. Levenberg-Marquardt on x = [δ (3), t (3), articulations (20), α (6)?, β (7)?]: the
      global rotation is updated on the manifold (R <- exp(δ) R); the Jacobian comes from
      ``torch.func.jacfwd`` (forward mode, one pass per parameter, batched over the items).
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -50,7 +54,7 @@ from models.geometry import axis_angle_to_matrix, matrix_to_axis_angle, skew
 from models.hand_layer import HandLayer, articulation_rotations, forward_kinematics, scaled_rest, shaped_rest
 from models.joints import NUM_JOINTS, PARENTS, Joint, Layout, get_layout
 from models.skeleton import (
-    ALPHA_DIM, ALPHA_OF_JOINT, ARTICULATED_JOINTS, ARTICULATION, BETA_DIM, NUM_ARTICULATIONS, THETA_DIM,
+    ALPHA_DIM, ALPHA_OF_JOINT, ARTICULATED_JOINTS, ARTICULATION, ARTICULATIONS, BETA_DIM, NUM_ARTICULATIONS, THETA_DIM,
     theta_limits,
 )
 
@@ -70,6 +74,7 @@ class IKConfig:
     beta_range: tuple[float, float] = (-3.0, 3.0)
     alpha_prior_mm: float = 5.0            # residual (mm) per unit of α - 1 (weak)
     beta_prior_mm: float = 2.0             # residual (mm) per unit of β (weak)
+    initial_flexion_deg: float = 25.0      # start of every flexion DoF without init_theta
     initial_damping: float = 1e-3          # λ, relative to diag(JᵀJ)
     rtol: float = 1e-12                    # stop when the cost falls by less than this, relatively
     seed: int = 0                          # random restarts
@@ -404,7 +409,7 @@ def _layout_matrix(layout: str | Layout, like: torch.Tensor) -> torch.Tensor:
 
 def _initial_state(problem: _Problem, init_theta: torch.Tensor | None, alpha: torch.Tensor,
                    beta: torch.Tensor) -> _State:
-    """Global transform by Kabsch of the rest palm (or ``init_theta``), articulations 0."""
+    """Global transform by Kabsch of the rest palm and a slightly flexed hand, or ``init_theta``."""
     batch = problem.target.shape[0]
     dtype, device = problem.target.dtype, problem.target.device
     lo, hi = problem.lo[ARTICULATION], problem.hi[ARTICULATION]
@@ -413,14 +418,17 @@ def _initial_state(problem: _Problem, init_theta: torch.Tensor | None, alpha: to
         trans = init_theta[:, 3:6]
         arts = torch.minimum(torch.maximum(init_theta[:, ARTICULATION], lo), hi)
     else:
-        arts = torch.zeros(batch, NUM_ARTICULATIONS, dtype=dtype, device=device)
-        rest = hand_frame_joints(problem.layer, arts, alpha, beta)
+        rest = hand_frame_joints(problem.layer, torch.zeros(batch, NUM_ARTICULATIONS, dtype=dtype, device=device),
+                                 alpha, beta)
         source = torch.einsum("kj,bjc->bkc", problem.matrix, rest)
         given = problem.sqrt_w > 0
         palm = given & palm_rows(problem.matrix)[None]
         enough = palm.sum(1) >= 3
         w = torch.where(enough[:, None], palm, given).to(dtype)
         rotation, trans = weighted_kabsch(source, problem.target, w)
+        flex = torch.tensor([d.kind == "flex" for d in ARTICULATIONS], device=device)
+        start = math.radians(problem.config.initial_flexion_deg) * flex.to(dtype)
+        arts = torch.minimum(torch.maximum(start, lo), hi).expand(batch, -1)
     parts = [torch.zeros(batch, 3, dtype=dtype, device=device), trans, arts]
     if problem.fit_alpha:
         parts.append(alpha)
