@@ -73,7 +73,7 @@ class FingerSpec:
 
 def _default_fingers() -> tuple[FingerSpec, ...]:
     return (
-        FingerSpec((18.0, 22.0, 6.0), (44.0, 32.0, 25.0), (13.0, 10.0, 9.5, 8.5), 36.0, 14.0, 60.0),
+        FingerSpec((18.0, 22.0, 6.0), (55.0, 32.0, 25.0), (13.0, 10.0, 9.5, 8.5), 36.0, 14.0, 90.0),
         FingerSpec((26.0, 86.0, 0.0), (40.0, 24.0, 20.0), (10.0, 9.0, 8.2, 7.2), 6.0),
         FingerSpec((7.0, 90.0, 0.0), (45.0, 28.0, 21.0), (10.5, 9.4, 8.5, 7.4), 0.0),
         FingerSpec((-11.0, 86.0, 0.0), (42.0, 27.0, 21.0), (10.0, 9.0, 8.2, 7.1), -6.0),
@@ -334,6 +334,8 @@ def _palm(mb: _MeshBuilder, spec: HandSpec, joints: np.ndarray) -> None:
     # Superellipse cross-section (exponent 2/p with p = 4: a rounded box).
     cos_p = np.sign(np.cos(phis)) * np.abs(np.cos(phis)) ** 0.5
     sin_p = np.sign(np.sin(phis)) * np.abs(np.sin(phis)) ** 0.5
+    # Stations: the first is 8 mm below the wrist (a y, in mm), the others fractions of the
+    # way from the wrist to the knuckle line.
     stations = np.array([-8.0, 0.0, 0.12, 0.25, 0.4, 0.55, 0.7, 0.82, 0.92, 1.0])
     prev = None
     rings = []
@@ -344,10 +346,7 @@ def _palm(mb: _MeshBuilder, spec: HandSpec, joints: np.ndarray) -> None:
             side_l = lx - spec.palm_overhang
             side_i = ix + spec.palm_overhang
             u = 0.5 * (1.0 + cp)  # 0: little side, 1: index side
-            if s < 0:
-                frac = 0.0
-            else:
-                frac = float(s)
+            frac = max(float(s), 0.0)  # 0 at the wrist (and the station below it), 1 at the knuckles
             wrist_l, wrist_i = -spec.wrist_half_width, spec.wrist_half_width
             xl = wrist_l + (side_l - wrist_l) * min(1.0, frac * 1.6)
             xi = wrist_i + (side_i - wrist_i) * min(1.0, frac * 1.5)

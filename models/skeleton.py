@@ -87,12 +87,13 @@ ARTICULATIONS: tuple[DoF, ...] = (
     DoF("thumb_cmc_abd", _THUMB[0], "abd", -30.0, 45.0,
         f"{AAOS}: CMC abduction up to 70 from the adducted thumb; our zero is a relaxed, "
         "partly abducted thumb"),
-    DoF("thumb_mcp_flex", _THUMB[1], "flex", -20.0, 60.0,
-        f"{AAOS}: thumb MCP flexion 50, hyperextension up to 20"),
+    DoF("thumb_mcp_flex", _THUMB[1], "flex", -20.0, 70.0,
+        f"{AAOS}: thumb MCP flexion 50, hyperextension up to 20; flexion widened to 70 "
+        "because the Intel pose bank reaches it"),
     DoF("thumb_ip_flex", _THUMB[2], "flex", -25.0, 90.0,
         f"{AAOS}: thumb IP flexion 80, hyperextension 20 ({INTEL}: 0..80)"),
-    *_finger_dofs(Finger.INDEX, -15.0, 25.0),
-    *_finger_dofs(Finger.MIDDLE, -15.0, 15.0),
+    *_finger_dofs(Finger.INDEX, -20.0, 25.0),
+    *_finger_dofs(Finger.MIDDLE, -20.0, 15.0),
     *_finger_dofs(Finger.RING, -20.0, 15.0),
     *_finger_dofs(Finger.LITTLE, -30.0, 15.0),
 )
