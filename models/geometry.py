@@ -115,15 +115,23 @@ def matrix_to_axis_angle(matrix: torch.Tensor) -> torch.Tensor:
     return vec * scale
 
 
-def kabsch(source: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rigid fit ``target ≈ R @ source + t`` for (..., N, 3) point sets. Returns (R, t)."""
-    mu_s = source.mean(-2, keepdim=True)
-    mu_t = target.mean(-2, keepdim=True)
-    h = (source - mu_s).transpose(-1, -2) @ (target - mu_t)
+def kabsch(source: torch.Tensor, target: torch.Tensor,
+           weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rigid fit ``target ≈ R @ source + t`` minimising Σ w |.|² over (..., N, 3) point sets.
+
+    ``weights`` (..., N) ≥ 0, default all ones; 0 ignores a point. Returns R (..., 3, 3),
+    a proper rotation, and t (..., 3).
+    """
+    w = torch.ones_like(source[..., 0]) if weights is None else weights
+    w = w[..., None]
+    total = w.sum(-2, keepdim=True).clamp(min=1e-12)
+    mu_s = (w * source).sum(-2, keepdim=True) / total
+    mu_t = (w * target).sum(-2, keepdim=True) / total
+    h = ((source - mu_s) * w).transpose(-1, -2) @ (target - mu_t)
     u, _, vt = torch.linalg.svd(h)
     d = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
-    diag = torch.ones_like(h[..., 0])
-    diag = torch.cat((diag[..., :2], d[..., None]), -1)
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    diag = torch.stack((torch.ones_like(d), torch.ones_like(d), d), -1)
     r = vt.transpose(-1, -2) @ torch.diag_embed(diag) @ u.transpose(-1, -2)
     t = mu_t[..., 0, :] - (r @ mu_s[..., 0, :, None])[..., 0]
     return r, t

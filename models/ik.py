@@ -59,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from models.geometry import axis_angle_to_matrix, matrix_to_axis_angle, skew
+from models.geometry import axis_angle_to_matrix, kabsch, matrix_to_axis_angle, skew
 from models.hand_layer import HandLayer, articulation_rotations, forward_kinematics, scaled_rest, shaped_rest
 from models.joints import NUM_JOINTS, PARENTS, Joint, Layout, get_layout
 from models.skeleton import (
@@ -242,27 +242,6 @@ def joints_and_jacobian(layer: HandLayer, rotation: torch.Tensor, translation: t
     return JointJacobian(joints, torch.cat(cols, -1))
 
 
-def weighted_kabsch(source: torch.Tensor, target: torch.Tensor,
-                    weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rigid fit ``target ≈ R @ source + t`` minimising Σ w |.|², (B, N, 3) points, (B, N) w ≥ 0.
-
-    Returns R (B, 3, 3) (a proper rotation) and t (B, 3). ``models.geometry.kabsch`` with
-    per-point weights (0 = ignore the point).
-    """
-    w = weights[..., None]
-    total = w.sum(-2, keepdim=True).clamp(min=1e-12)
-    mu_s = (w * source).sum(-2, keepdim=True) / total
-    mu_t = (w * target).sum(-2, keepdim=True) / total
-    h = ((source - mu_s) * w).transpose(-1, -2) @ (target - mu_t)
-    u, _, vt = torch.linalg.svd(h)
-    d = torch.sign(torch.linalg.det(vt.transpose(-1, -2) @ u.transpose(-1, -2)))
-    d = torch.where(d == 0, torch.ones_like(d), d)
-    diag = torch.stack((torch.ones_like(d), torch.ones_like(d), d), -1)
-    r = vt.transpose(-1, -2) @ torch.diag_embed(diag) @ u.transpose(-1, -2)
-    t = mu_t[..., 0, :] - (r @ mu_s[..., 0, :, None])[..., 0]
-    return r, t
-
-
 def palm_rows(matrix: torch.Tensor) -> torch.Tensor:
     """(K,) bool: the layout rows that combine palm joints only (rigid with the global pose)."""
     non_palm = torch.ones(NUM_JOINTS, dtype=torch.bool, device=matrix.device)
@@ -430,7 +409,7 @@ def _initial_state(problem: _Problem, init_theta: torch.Tensor | None, alpha: to
         palm = given & palm_rows(problem.matrix)[None]
         enough = palm.sum(1) >= 3
         w = torch.where(enough[:, None], palm, given).to(dtype)
-        rotation, trans = weighted_kabsch(source, problem.target, w)
+        rotation, trans = kabsch(source, problem.target, w)
         flex = torch.tensor([d.kind == "flex" for d in ARTICULATIONS], device=device)
         start = math.radians(problem.config.initial_flexion_deg) * flex.to(dtype)
         arts = torch.minimum(torch.maximum(start, lo), hi).expand(batch, -1)

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import torch
 
-from models.geometry import axis_angle_to_matrix
+from calib import Intrinsics, project
+from models.geometry import axis_angle_to_matrix, matrix_to_axis_angle
 from models.hand_layer import HandLayer
 from models.joints import CONNECTIONS, JOINT_FINGER
 from models.poses import named_theta
@@ -21,11 +22,10 @@ from models.render import raycast, shade
 FINGER_BGR = [(60, 60, 220), (60, 170, 60), (200, 120, 40), (170, 60, 170), (40, 160, 200)]
 
 
-class _Camera:
-    def __init__(self, size: int) -> None:
-        self.fx = self.fy = 1.6 * size
-        self.cx = self.cy = (size - 1) / 2.0
-        self.width = self.height = size
+def _camera(size: int) -> Intrinsics:
+    """A square pinhole camera with a 35° field of view."""
+    return Intrinsics(fx=1.6 * size, fy=1.6 * size, cx=(size - 1) / 2.0, cy=(size - 1) / 2.0,
+                      width=size, height=size, depth_scale=0.001, name="pictures")
 
 
 def render_pose(layer: HandLayer, theta: np.ndarray, size: int = 360, skeleton: bool = True) -> np.ndarray:
@@ -33,10 +33,10 @@ def render_pose(layer: HandLayer, theta: np.ndarray, size: int = 360, skeleton: 
     out = layer(torch.as_tensor(theta[None], dtype=torch.float32))
     verts = out.vertices[0].numpy()
     joints = out.joints[0].numpy()
-    cam = _Camera(size)
+    cam = _camera(size)
     img = shade(raycast([(verts, layer.faces.numpy())], cam))
     if skeleton:
-        uv = np.stack((joints[:, 0] / joints[:, 2] * cam.fx + cam.cx, joints[:, 1] / joints[:, 2] * cam.fy + cam.cy), 1)
+        uv = project(joints.astype(np.float64), cam)[:, :2]
         bgr = np.ascontiguousarray(img[..., ::-1])
         for a, b in CONNECTIONS:
             color = FINGER_BGR[JOINT_FINGER[b]]
@@ -54,15 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     layer = HandLayer()
     rows = []
-    views = {
-        "palm": np.array([np.pi, 0.0, 0.0]),
-        "back, 3/4": (torch.tensor([0.0, 0.0, 0.0]).numpy()),
-    }
-    back = axis_angle_to_matrix(torch.tensor([0.0, 0.0, np.pi], dtype=torch.float64)) @ \
-        axis_angle_to_matrix(torch.tensor([0.0, -0.6, 0.0], dtype=torch.float64)) @ \
-        axis_angle_to_matrix(torch.tensor([0.35, 0.0, 0.0], dtype=torch.float64))
-    from models.geometry import matrix_to_axis_angle
-    views["back, 3/4"] = matrix_to_axis_angle(back).numpy()
+    # Back view, three-quarter: hand z (palmar) away from the camera, turned and tilted.
+    back = (axis_angle_to_matrix(torch.tensor([0.0, 0.0, np.pi], dtype=torch.float64))
+            @ axis_angle_to_matrix(torch.tensor([0.0, -0.6, 0.0], dtype=torch.float64))
+            @ axis_angle_to_matrix(torch.tensor([0.35, 0.0, 0.0], dtype=torch.float64)))
+    views = {"palm": np.array([np.pi, 0.0, 0.0]), "back, 3/4": matrix_to_axis_angle(back).numpy()}
     for view, rot in views.items():
         row = []
         for name in ("rest", "fist", "point", "pinch"):

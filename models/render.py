@@ -5,20 +5,11 @@ column u, row v. Depth is z (not the ray length), 0 where no surface is hit.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
-
-class PinholeLike(Protocol):
-    """The fields of ``calib.Intrinsics`` that rendering needs (pixels)."""
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    width: int
-    height: int
+from calib import Intrinsics
 
 
 class RaycastResult(NamedTuple):
@@ -28,15 +19,18 @@ class RaycastResult(NamedTuple):
     triangle_id: np.ndarray  # (H, W) int32, -1 = no hit
 
 
-def pixel_rays(intr: PinholeLike) -> np.ndarray:
+def pixel_rays(intr: Intrinsics) -> np.ndarray:
     """(H, W, 6) float32 rays from the camera centre; direction has z = 1."""
     u, v = np.meshgrid(np.arange(intr.width, dtype=np.float32), np.arange(intr.height, dtype=np.float32))
     d = np.stack(((u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)), -1)
     return np.concatenate((np.zeros_like(d), d), -1).astype(np.float32)
 
 
-def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: PinholeLike) -> RaycastResult:
-    """Render (vertices (V, 3) mm camera frame, faces (F, 3)) meshes seen by ``intr``."""
+def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: Intrinsics) -> RaycastResult:
+    """Render (vertices (V, 3) mm camera frame, faces (F, 3)) meshes seen by ``intr``.
+
+    Lens distortion is ignored: rays follow the pinhole model of ``intr``.
+    """
     import open3d as o3d
 
     scene = o3d.t.geometry.RaycastingScene()

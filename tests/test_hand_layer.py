@@ -361,13 +361,12 @@ def test_kabsch_recovers_rigid_motion():
 def test_raycast_depth_is_z():
     from models.render import raycast
 
-    class Cam:
-        fx = fy = 100.0
-        cx, cy, width, height = 31.5, 23.5, 64, 48
+    from calib import Intrinsics
 
-    # A plane z = 500 mm tilted about nothing: every hit pixel has depth 500.
+    cam = Intrinsics(fx=100.0, fy=100.0, cx=31.5, cy=23.5, width=64, height=48, depth_scale=0.001)
+    # A triangle in the plane z = 500 mm covering the view: every pixel has depth 500.
     verts = np.array([[-1e4, -1e4, 500.0], [1e4, -1e4, 500.0], [0.0, 1e4, 500.0]])
-    res = raycast([(verts, np.array([[0, 1, 2]]))], Cam())
+    res = raycast([(verts, np.array([[0, 1, 2]]))], cam)
     assert np.all(res.geometry_id == 0)
     np.testing.assert_allclose(res.depth, 500.0, rtol=1e-6)  # mm, also at the corners
 
