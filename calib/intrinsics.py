@@ -176,6 +176,19 @@ class Intrinsics:
             height=height,
         )
 
+    def window(self, u0: int, v0: int, width: int, height: int) -> "Intrinsics":
+        """The same camera seen through the pixel window [u0, u0 + width) x [v0, v0 + height).
+
+        Pixel (u, v) of the window is pixel (u + u0, v + v0) of the full image: ``cx' = cx - u0``,
+        ``cy' = cy - v0``; focal lengths, distortion and ``depth_scale`` are unchanged. The
+        window may extend past the image (its pixels there simply see nothing).
+        """
+        for name, value in (("u0", u0), ("v0", v0)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"Intrinsics.window: {name} must be an int (pixels), got {value!r}")
+        return dataclasses.replace(self, cx=self.cx - u0, cy=self.cy - v0,
+                                   width=_as_size("width", width), height=_as_size("height", height))
+
     # ------------------------------------------------------------------ dict form (pure)
 
     def to_dict(self) -> dict[str, Any]:

@@ -499,3 +499,16 @@ def test_import_has_no_heavy_side_effects():
     code = "import sys, calib; print('torch' in sys.modules, 'pyrealsense2' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_window_sees_the_same_pixels():
+    intr = Intrinsics(500.0, 501.0, 319.5, 239.5, 640, 480, 0.001)
+    win = intr.window(100, 50, 200, 120)
+    points = np.array([[10.0, -20.0, 700.0], [-150.0, 60.0, 900.0]])
+    full = project(points, intr)
+    sub = project(points, win)
+    np.testing.assert_allclose(sub[:, :2], full[:, :2] - [100, 50], atol=1e-9)  # px
+    np.testing.assert_allclose(sub[:, 2], full[:, 2])  # mm
+    assert (win.width, win.height, win.fx) == (200, 120, 500.0)
+    with pytest.raises(TypeError, match="u0"):
+        intr.window(1.5, 0, 10, 10)
