@@ -21,9 +21,11 @@ class RaycastResult(NamedTuple):
 
 def pixel_rays(intr: Intrinsics) -> np.ndarray:
     """(H, W, 6) float32 rays from the camera centre; direction has z = 1."""
-    u, v = np.meshgrid(np.arange(intr.width, dtype=np.float32), np.arange(intr.height, dtype=np.float32))
-    d = np.stack(((u - intr.cx) / intr.fx, (v - intr.cy) / intr.fy, np.ones_like(u)), -1)
-    return np.concatenate((np.zeros_like(d), d), -1).astype(np.float32)
+    rays = np.zeros((intr.height, intr.width, 6), dtype=np.float32)
+    rays[..., 3] = ((np.arange(intr.width, dtype=np.float32) - np.float32(intr.cx)) / np.float32(intr.fx))[None, :]
+    rays[..., 4] = ((np.arange(intr.height, dtype=np.float32) - np.float32(intr.cy)) / np.float32(intr.fy))[:, None]
+    rays[..., 5] = 1.0
+    return rays
 
 
 def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: Intrinsics) -> RaycastResult:

@@ -71,7 +71,7 @@ class SynthConfig:
     cameras: tuple[tuple[str, float], ...] = DEFAULT_CAMERAS
     focal_jitter: float = 0.04           # relative, uniform ±
     principal_jitter_px: float = 6.0     # uniform ±, at 640 px width (scaled with the width)
-    window_margin: float = 1.35          # rendered window = margin × the crop cube's projection
+    window_margin: float = 1.1           # rendered window = margin × the crop cube's projection
     store_vertices: bool = False
     seed: int = 0
 
