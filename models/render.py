@@ -28,21 +28,22 @@ def pixel_rays(intr: Intrinsics) -> np.ndarray:
     return rays
 
 
-def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: Intrinsics) -> RaycastResult:
+def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: Intrinsics, threads: int = 0) -> RaycastResult:
     """Render (vertices (V, 3) mm camera frame, faces (F, 3)) meshes seen by ``intr``.
 
-    Lens distortion is ignored: rays follow the pinhole model of ``intr``.
+    Lens distortion is ignored: rays follow the pinhole model of ``intr``. ``threads``: 0 lets
+    Open3D use every core; worker processes that already run one per core pass 1.
     """
     import open3d as o3d
 
-    scene = o3d.t.geometry.RaycastingScene()
+    scene = o3d.t.geometry.RaycastingScene(nthreads=threads)
     for verts, faces in meshes:
         verts = np.ascontiguousarray(verts, dtype=np.float32)
         faces = np.ascontiguousarray(faces, dtype=np.uint32)
         if verts.ndim != 2 or verts.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
             raise ValueError(f"expected vertices (V, 3) and faces (F, 3), got {verts.shape} and {faces.shape}")
         scene.add_triangles(o3d.core.Tensor(verts), o3d.core.Tensor(faces))
-    hit = scene.cast_rays(o3d.core.Tensor(pixel_rays(intr)))
+    hit = scene.cast_rays(o3d.core.Tensor(pixel_rays(intr)), nthreads=threads)
     t = hit["t_hit"].numpy()
     found = np.isfinite(t)
     depth = np.where(found, t, 0.0).astype(np.float32)  # ray direction has z = 1: t is depth

@@ -67,11 +67,12 @@ class SynthConfig:
     """What to generate. Lengths in mm, angles in degrees."""
 
     frames_per_shard: int = 2000
-    chunk: int = 32                      # frames sharing one camera draw (and one layer call)
+    chunk: int = 64                      # frames sharing one camera draw (and one layer call)
     cameras: tuple[tuple[str, float], ...] = DEFAULT_CAMERAS
     focal_jitter: float = 0.04           # relative, uniform ±
     principal_jitter_px: float = 6.0     # uniform ±, at 640 px width (scaled with the width)
     window_margin: float = 1.1           # rendered window = margin × the crop cube's projection
+    max_rays_per_crop_px: float = 2.0    # ray-cast resolution cap, see Renderer._raycast
     store_vertices: bool = False
     seed: int = 0
 
@@ -124,6 +125,7 @@ def render_window(palm_mm: np.ndarray, intr: Intrinsics, cube_mm: float, margin:
 class ChunkStats:
     """Counts over rendered frames (what was kept and why the rest was dropped)."""
 
+    out_of_range: int = 0    # palm outside the sampled sensor's range: skipped before rendering
     rendered: int = 0
     kept: int = 0
     no_hand: int = 0         # the hand finder / tracker returned None
@@ -133,7 +135,7 @@ class ChunkStats:
     com_error_mm: list = field(default_factory=list)
 
     def add(self, other: "ChunkStats") -> None:
-        for f in ("rendered", "kept", "no_hand", "wrong_object", "detected", "tracked"):
+        for f in ("out_of_range", "rendered", "kept", "no_hand", "wrong_object", "detected", "tracked"):
             setattr(self, f, getattr(self, f) + getattr(other, f))
         self.com_error_mm.extend(other.com_error_mm)
 
@@ -149,17 +151,20 @@ class FramePolicy:
         standard deviation per axis (hand motion between frames) + 3 mm per joint.
     max_com_error_mm: a centre farther than this from the palm centre means the finder
         locked onto something else; the frame is dropped (the app would crop the wrong thing).
+    range_margin_mm: hands whose palm centre is not this far inside the sensor's range
+        (e.g. nearer than a Kinect's 500 mm) are skipped before rendering.
     """
 
     track_share: float = 0.5
     track_noise_mm: float = 15.0
     max_com_error_mm: float = 60.0
+    range_margin_mm: float = 40.0
 
 
 class Renderer:
     """Renders labelled frames. Holds the hand layer and configs; one per worker process."""
 
-    def __init__(self, cfg: SynthConfig = SynthConfig(), policy: FramePolicy = FramePolicy()) -> None:
+    def __init__(self, cfg: SynthConfig = SynthConfig(), policy: FramePolicy = FramePolicy(), threads: int = 0) -> None:
         import torch
 
         from models.crop import CropConfig
@@ -167,7 +172,7 @@ class Renderer:
         from models.handfind import HandFinderConfig
         from models.scene import SceneConfig
 
-        self.cfg, self.policy = cfg, policy
+        self.cfg, self.policy, self.threads = cfg, policy, threads
         self.layer = HandLayer(dtype=torch.float32).eval()
         self.faces = self.layer.faces.numpy().astype(np.int32)
         self.crop_cfg, self.finder_cfg, self.scene_cfg = CropConfig(), HandFinderConfig(), SceneConfig()
@@ -178,7 +183,6 @@ class Renderer:
 
         from models.crop import crop_depth, crop_window
         from models.handfind import find_hand, palm_centre, track_hand
-        from models.render import raycast
         from models.sampling import View, sample_hands
         from models.scene import sample_scene
         from models.sensor import apply_sensor, sample_sensor
@@ -194,15 +198,18 @@ class Renderer:
         kept: dict[str, list] = {k: [] for k in _FRAME_KEYS}
         size = self.crop_cfg.size
         for i in range(cfg.chunk):
-            stats.rendered += 1
             palm = palm_centre(joints[i])
+            sensor = sample_sensor(rng, cfg.cameras[cam][0])
+            if not sensor.min_range_mm + policy.range_margin_mm < palm[2] < sensor.max_range_mm - policy.range_margin_mm:
+                stats.out_of_range += 1  # this camera cannot see a hand there: not rendered
+                continue
+            stats.rendered += 1
             u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
             win = intr.window(u0, v0, w, h)
             egocentric = int(hands.view[i]) == int(View.EGOCENTRIC)
             scene = sample_scene(rng, verts[i], joints[i], intr, "egocentric" if egocentric else "third_person",
                                  self.scene_cfg)
-            hit = raycast([(verts[i], self.faces)] + [(m.vertices, m.faces) for m in scene], win)
-            sensor = sample_sensor(rng, cfg.cameras[cam][0])
+            hit = self._raycast([(verts[i], self.faces)] + [(m.vertices, m.faces) for m in scene], win)
             depth = apply_sensor(hit.depth, win, sensor, rng, normals=hit.normals, window_u0=u0)
             if egocentric or rng.random() < policy.track_share:
                 previous = joints[i] + rng.normal(0.0, policy.track_noise_mm, 3) + rng.normal(0.0, 3.0, (21, 3))
@@ -236,6 +243,33 @@ class Renderer:
             stats.kept += 1
         arrays = {k: np.stack(v) for k, v in kept.items() if v}
         return arrays, stats
+
+
+    def _raycast(self, meshes: list, win: Intrinsics):
+        """Ray-cast the window; at most ``max_rays_per_crop_px`` rays per crop pixel across.
+
+        A near hand's window spans several full-resolution pixels per crop pixel, and the crop
+        resamples with nearest neighbours anyway: such windows are cast on a coarser grid
+        (``Intrinsics.scaled``, same field of view) and brought back to the full-resolution
+        grid with nearest neighbours, so the sensor model still works in the camera's own
+        pixels (its edge bands, shadows and holes keep their real size).
+        """
+        from models.render import RaycastResult, raycast
+
+        across = self.cfg.max_rays_per_crop_px * self.crop_cfg.size * self.cfg.window_margin
+        stride = max(1, int(max(win.width, win.height) // across))
+        if stride == 1:
+            return raycast(meshes, win, self.threads)
+        coarse = win.scaled(-(-win.width // stride), -(-win.height // stride))
+        hit = raycast(meshes, coarse, self.threads)
+        up = lambda a: cv2_resize_nearest(a, win.width, win.height)  # noqa: E731
+        return RaycastResult(up(hit.depth), up(hit.normals), up(hit.geometry_id), up(hit.triangle_id))
+
+
+def cv2_resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 _FRAME_KEYS = ("patch", "mask", "joints_mm", "joints_uvd", "com_mm", "crop_from_image", "intrinsics",
@@ -283,9 +317,12 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
 def _worker_init(cfg: SynthConfig) -> None:
     import torch
 
+    import cv2
+
     torch.set_num_threads(1)
+    cv2.setNumThreads(1)
     global _RENDERER
-    _RENDERER = Renderer(cfg)
+    _RENDERER = Renderer(cfg, threads=1)
 
 
 _RENDERER: Renderer | None = None
