@@ -73,6 +73,7 @@ class SynthConfig:
     principal_jitter_px: float = 6.0     # uniform ±, at 640 px width (scaled with the width)
     window_margin: float = 1.1           # rendered window = margin × the crop cube's projection
     max_rays_per_crop_px: float = 2.0    # ray-cast resolution cap, see Renderer._raycast
+    full_frames: bool = False            # render and keep whole frames (pictures; slow)
     store_vertices: bool = False
     seed: int = 0
 
@@ -204,7 +205,10 @@ class Renderer:
                 stats.out_of_range += 1  # this camera cannot see a hand there: not rendered
                 continue
             stats.rendered += 1
-            u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
+            if cfg.full_frames:
+                u0, v0, w, h = 0, 0, intr.width, intr.height
+            else:
+                u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
             win = intr.window(u0, v0, w, h)
             egocentric = int(hands.view[i]) == int(View.EGOCENTRIC)
             scene = sample_scene(rng, verts[i], joints[i], intr, "egocentric" if egocentric else "third_person",
@@ -240,6 +244,8 @@ class Renderer:
             kept["camera"].append(np.int32(cam))
             if cfg.store_vertices:
                 kept["vertices"].append(verts[i].astype(np.float32))
+            if cfg.full_frames:
+                kept["frame"].append(depth)
             stats.kept += 1
         arrays = {k: np.stack(v) for k, v in kept.items() if v}
         return arrays, stats
@@ -274,7 +280,7 @@ def cv2_resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray
 
 _FRAME_KEYS = ("patch", "mask", "joints_mm", "joints_uvd", "com_mm", "crop_from_image", "intrinsics",
                "theta", "alpha", "beta", "wrist", "view", "pose_source", "subject", "posebank_index",
-               "camera", "vertices")
+               "camera", "vertices", "frame")
 
 
 def cv2_warp_nearest(image: np.ndarray, crop_from_image: np.ndarray, size: int) -> np.ndarray:
@@ -438,6 +444,82 @@ def contact_sheet(shard: dict[str, np.ndarray], count: int = 24, columns: int = 
     return np.concatenate(rows, 0)
 
 
+def _colour(depth_mm: np.ndarray, near: float, far: float) -> np.ndarray:
+    import cv2
+
+    scaled = np.clip((depth_mm - near) / max(far - near, 1.0), 0.0, 1.0)
+    img = cv2.applyColorMap((255 * (1.0 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)
+    img[depth_mm <= 0] = 0
+    return img
+
+
+def _tile(img: np.ndarray, height: int, label: str) -> np.ndarray:
+    import cv2
+
+    out = cv2.resize(img, (int(round(img.shape[1] * height / img.shape[0])), height), interpolation=cv2.INTER_NEAREST)
+    cv2.putText(out, label, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _patch_image(patch: np.ndarray, scale: int = 2) -> np.ndarray:
+    import cv2
+
+    p = patch.astype(np.float32)
+    img = cv2.applyColorMap((255 * (1.0 - (p + 1.0) / 2.0)).astype(np.uint8), cv2.COLORMAP_TURBO)
+    img[p >= 1.0] = 0
+    return cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+
+
+def compare_picture(real_dir: Path, seed: int = 0, height: int = 240) -> np.ndarray:
+    """Synthetic full frames and crops (several cameras, both views) above real SR305 ones.
+
+    Rows: synthetic frames with their joints; their crops; real frames; their crops (the
+    real crops come from the same hand finder and crop). BGR uint8.
+    """
+    import cv2
+
+    from calib import get_preset
+    from models.crop import crop_depth
+    from models.handfind import find_hand
+
+    renderer = Renderer(SynthConfig(chunk=6, full_frames=True, seed=seed))
+    frames, crops = [], []
+    rng = np.random.default_rng(seed)
+    views_seen: dict[int, int] = {0: 0, 1: 0}
+    while len(frames) < 6:
+        arrays, _ = renderer.render_chunk(rng, "val")
+        if not arrays:
+            continue
+        names = [c for c, _ in renderer.cfg.cameras]
+        for i in range(len(arrays["patch"])):
+            view = int(arrays["view"][i])
+            if views_seen[view] >= 3 or len(frames) >= 6:
+                continue
+            views_seen[view] += 1
+            depth, uvd = arrays["frame"][i], arrays["joints_uvd"][i]
+            img = _colour(depth, uvd[:, 2].min() - 50.0, uvd[:, 2].max() + 500.0)
+            for u, v, _ in uvd:
+                cv2.circle(img, (int(round(u)), int(round(v))), 2, (255, 255, 255), -1)
+            label = f"synthetic {names[int(arrays['camera'][i])]} {'head-mounted' if view else 'third-person'}"
+            frames.append(_tile(img, height, label))
+            crops.append(_patch_image(arrays["patch"][i]))
+            break
+    intr = get_preset("sr305_640x480").intrinsics
+    real, real_crops = [], []
+    for path in sorted(real_dir.glob("*/*.png"))[::3][:6]:
+        depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).astype(np.float32) * intr.depth_scale * 1000.0
+        det = find_hand(depth, intr)
+        img = _colour(depth, 350.0, 1400.0)
+        if det is not None:
+            u, v, _ = det.com_uvd
+            cv2.drawMarker(img, (int(round(u)), int(round(v))), (255, 255, 255), cv2.MARKER_CROSS, 14, 2)
+            real_crops.append(_patch_image(crop_depth(depth, intr, det.com_mm).patch))
+        real.append(_tile(img, height, f"real SR305 {path.parent.name[-6:]}/{path.name}"))
+    rows = [np.concatenate(frames, 1), np.concatenate(crops, 1), np.concatenate(real, 1), np.concatenate(real_crops, 1)]
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0))) for r in rows], 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models.synth", description="Synthetic labelled depth data.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -457,9 +539,19 @@ def main(argv: list[str] | None = None) -> int:
     sheet.add_argument("shard", type=Path)
     sheet.add_argument("--out", type=Path, default=Path("runs/synth_sheet.png"))
     sheet.add_argument("--count", type=int, default=32)
+    compare = sub.add_parser("compare", help="picture: synthetic frames and crops above real SR305 ones")
+    compare.add_argument("--real", type=Path, default=Path("tests/data/sr305"))
+    compare.add_argument("--out", type=Path, default=Path("docs/synth_vs_real.png"))
+    compare.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    if args.command == "generate":
+    if args.command == "compare":
+        import cv2
+
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.out), compare_picture(args.real, args.seed))
+        print(f"wrote {args.out}")
+    elif args.command == "generate":
         cfg = SynthConfig(frames_per_shard=args.shard_size, seed=args.seed, store_vertices=args.vertices)
         report = generate(args.out, args.split, args.frames, cfg, args.workers)
         print(json.dumps(report))
