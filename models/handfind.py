@@ -77,11 +77,10 @@ import cv2
 import numpy as np
 
 from calib import Intrinsics, backproject, project
+from models.joints import palm_centre
 
-__all__ = ["PALM_JOINTS", "HandDetection", "HandFinderConfig", "find_hand", "palm_centre", "track_hand"]
+__all__ = ["HandDetection", "HandFinderConfig", "find_hand", "track_hand"]
 
-#: Joints whose mean is the palm centre: wrist and the four finger MCPs.
-PALM_JOINTS: tuple[int, ...] = (0, 5, 9, 13, 17)
 
 
 _MAY_BE_ZERO = ("surface_offset_mm",)
@@ -214,14 +213,6 @@ def _checked_inputs(depth_mm: Any, intr: Any, cfg: Any) -> None:
     if depth_mm.shape != (intr.height, intr.width):
         raise ValueError(f"depth_mm: expected shape (H, W) = {(intr.height, intr.width)} from the "
                          f"intrinsics, got {depth_mm.shape}")
-
-
-def palm_centre(joints_mm: np.ndarray) -> np.ndarray:
-    """Mean of the wrist and the four finger MCPs: (..., 21, 3) mm -> (..., 3) mm."""
-    joints = np.asarray(joints_mm, dtype=np.float64)
-    if joints.ndim < 2 or joints.shape[-2:] != (21, 3):
-        raise ValueError(f"joints_mm: expected shape (..., 21, 3) mm, got {joints.shape}")
-    return joints[..., PALM_JOINTS, :].mean(axis=-2)
 
 
 # --------------------------------------------------------------------------- pixel rays
@@ -586,7 +577,7 @@ def track_hand(depth_mm: np.ndarray, intr: Intrinsics, previous_joints_mm: np.nd
         raise ValueError(f"previous_joints_mm: expected shape (21, 3) mm, got {joints.shape}")
     if not np.all(np.isfinite(joints)):
         raise ValueError("previous_joints_mm: expected finite values, got NaN or inf")
-    start = palm_centre(joints)
+    start = palm_centre(joints)  # models.joints
     if not (cfg.min_depth_mm < start[2] < cfg.max_depth_mm):
         return None
     # The hand can have moved up to half a cube since the previous frame.

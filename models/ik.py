@@ -68,7 +68,7 @@ from models.skeleton import (
 )
 
 #: Joints that move rigidly with the global transform (for a given shape): the palm.
-PALM_JOINTS: tuple[int, ...] = (Joint.WRIST, Joint.THUMB_CMC, Joint.INDEX_MCP, Joint.MIDDLE_MCP,
+RIGID_PALM_JOINTS: tuple[int, ...] = (Joint.WRIST, Joint.THUMB_CMC, Joint.INDEX_MCP, Joint.MIDDLE_MCP,
                                 Joint.RING_MCP, Joint.LITTLE_MCP)
 
 
@@ -245,7 +245,7 @@ def joints_and_jacobian(layer: HandLayer, rotation: torch.Tensor, translation: t
 def palm_rows(matrix: torch.Tensor) -> torch.Tensor:
     """(K,) bool: the layout rows that combine palm joints only (rigid with the global pose)."""
     non_palm = torch.ones(NUM_JOINTS, dtype=torch.bool, device=matrix.device)
-    non_palm[list(PALM_JOINTS)] = False
+    non_palm[list(RIGID_PALM_JOINTS)] = False
     return (matrix[:, non_palm].abs() < 1e-12).all(1) & (matrix.abs().sum(1) > 0)
 
 

@@ -98,6 +98,19 @@ JOINT_NAMES: tuple[str, ...] = tuple(j.name.lower() for j in Joint)
 TIPS: tuple[int, ...] = tuple(f[-1] for f in FINGER_JOINTS)
 
 
+#: Joints whose mean is the palm centre, the point the hand finder and the crop aim at:
+#: the wrist and the four finger MCPs.
+PALM_CENTRE_JOINTS: tuple[int, ...] = (Joint.WRIST, Joint.INDEX_MCP, Joint.MIDDLE_MCP, Joint.RING_MCP,
+                                       Joint.LITTLE_MCP)
+
+
+def palm_centre(joints):
+    """(..., 21, 3) joints -> (..., 3) palm centre, same units; numpy arrays or torch tensors."""
+    if tuple(joints.shape[-2:]) != (NUM_JOINTS, 3):
+        raise ValueError(f"expected joints of shape (..., 21, 3), got {tuple(joints.shape)}")
+    return joints[..., list(PALM_CENTRE_JOINTS), :].mean(-2)
+
+
 @dataclass(frozen=True)
 class Layout:
     """A benchmark's joint layout expressed in canonical joints.

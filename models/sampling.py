@@ -145,7 +145,7 @@ from models.hand_layer import (
     HandLayer, HandModelConstants, articulation_rotations, forward_kinematics, scaled_rest, shaped_rest,
 )
 from models.handmesh import ASSET_PATH
-from models.joints import Finger, Joint
+from models.joints import PALM_CENTRE_JOINTS, Finger, Joint
 from models.posebank import load_posebank, within_limits_float32
 from models.skeleton import (
     ALPHA_DIM, ARTICULATION, ARTICULATIONS, BETA_DIM, BETA_NAMES, NUM_ARTICULATIONS, theta_limits,
@@ -165,8 +165,6 @@ __all__ = [
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 #: Joints whose mean is the palm centre (wrist and the four finger MCPs).
-PALM_CENTRE_JOINTS: tuple[int, ...] = (Joint.WRIST, Joint.INDEX_MCP, Joint.MIDDLE_MCP, Joint.RING_MCP,
-                                       Joint.LITTLE_MCP)
 #: Mesh part of the forearm stub in ``hand_model.npz``.
 FOREARM_PART = 6
 MIDDLE_PART = 1 + Finger.MIDDLE

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from calib import Intrinsics
+from models.joints import palm_centre
 
 __all__ = [
     "VIEWS", "SceneConfig", "SceneMesh", "Scene", "ForearmEnd", "HandSummary",
@@ -370,7 +371,7 @@ def summarize_hand(vertices: np.ndarray, joints: np.ndarray, reference_hand_mm: 
     joints = np.asarray(joints, dtype=np.float64)
     end = forearm_end(vertices, joints, forearm_mask)
     hand = vertices[_part_indices(forearm_mask)[1]]
-    palm = joints[[0, 5, 9, 13, 17]].mean(0)
+    palm = palm_centre(joints)
     bones = np.diff(joints[list(_MIDDLE_CHAIN)], axis=0)
     length = float(np.sqrt((bones * bones).sum(1)).sum())
     offsets = hand - palm

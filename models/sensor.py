@@ -61,6 +61,7 @@ import cv2
 import numpy as np
 
 from calib import Intrinsics, get_preset, list_presets
+from models.joints import palm_centre
 
 __all__ = [
     "FAMILIES", "SensorModel", "SensorJitter", "PresetSensor",
@@ -995,7 +996,7 @@ def preview(out_path: Path, real_frame: Path | None = None, seed: int = 3, crop:
     cfg = SceneConfig(p_empty=0.0, p_arm=1.0, p_body=1.0, p_wall=(0.0, 0.0), p_table=(0.0, 0.0),
                       p_clutter=0.0, p_second_hand=0.0)
     # the first seed from ``seed`` whose person fills the row right of the palm (like the real frame)
-    palm = joints[[0, 5, 9, 13, 17]].mean(0)
+    palm = palm_centre(joints)
     u, v = (int(round(intr.fx * palm[0] / palm[2] + intr.cx)), int(round(intr.fy * palm[1] / palm[2] + intr.cy)))
     for s in range(seed, seed + 100):
         scene = build_scene(np.random.default_rng(s), verts, joints, intr, "third_person", cfg)

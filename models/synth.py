@@ -183,7 +183,8 @@ class Renderer:
         import torch
 
         from models.crop import crop_depth, crop_window
-        from models.handfind import find_hand, palm_centre, track_hand
+        from models.handfind import find_hand, track_hand
+        from models.joints import palm_centre
         from models.sampling import View, sample_hands
         from models.scene import sample_scene
         from models.sensor import apply_sensor, sample_sensor

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from calib import Intrinsics, get_preset, project
-from models.handfind import HandDetection, HandFinderConfig, find_hand, palm_centre, track_hand
+from models.handfind import HandDetection, HandFinderConfig, find_hand, track_hand
+from models.joints import palm_centre
 
 DATA = Path(__file__).resolve().parent / "data" / "sr305"
 SR305 = get_preset("sr305_640x480").intrinsics

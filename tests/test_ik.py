@@ -198,7 +198,7 @@ def test_palm_free_targets_fall_back_to_all_rows(layer: HandLayer) -> None:
     theta = _poses(16, seed=19)
     joints = layer(theta).joints
     weights = torch.ones(16, 21, dtype=torch.float64)
-    weights[:, list(ik.PALM_JOINTS)[1:]] = 0.0  # only the wrist is left of the palm
+    weights[:, list(ik.RIGID_PALM_JOINTS)[1:]] = 0.0  # only the wrist is left of the palm
     result = ik.fit(joints, layer, weights=weights)
     assert _within_limits(result.theta)
     assert np.median(result.residual_mm.numpy()) <= 1.0  # mm
