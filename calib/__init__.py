@@ -11,6 +11,7 @@ from .errors import SourceError
 from .intrinsics import DISTORTION_MODELS, Intrinsics, SourcedIntrinsics
 from .presets import Preset, get_preset, list_presets
 from .projection import (
+    check_depth_mm,
     DepthPoints,
     FieldOfView,
     backproject,
@@ -29,6 +30,7 @@ from .source import intrinsics_from_source
 
 __all__ = [
     "DISTORTION_MODELS",
+    "check_depth_mm",
     "DepthPoints",
     "DepthRecording",
     "FieldOfView",

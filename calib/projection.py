@@ -68,6 +68,7 @@ from .intrinsics import Intrinsics
 
 __all__ = [
     "NEWTON_ITERATIONS",
+    "check_depth_mm",
     "DepthPoints",
     "FieldOfView",
     "backproject",
@@ -398,3 +399,23 @@ def field_of_view_deg(intr: Intrinsics) -> FieldOfView:
     horizontal = math.atan(rays[1, 0]) - math.atan(rays[0, 0])
     vertical = math.atan(rays[3, 1]) - math.atan(rays[2, 1])
     return FieldOfView(math.degrees(horizontal), math.degrees(vertical))
+
+
+def check_depth_mm(depth_mm: Any, intr: Intrinsics) -> np.ndarray:
+    """The one check of a depth image in millimetres before it is used with ``intr``.
+
+    Expects a numpy (H, W) float32 array with (H, W) = (intr.height, intr.width); returns it.
+    Raises TypeError (not an array, not float32: raw sensor units must be converted first)
+    or ValueError (shape). Values are not checked: 0, NaN, inf and negatives mean "no depth".
+    """
+    if not isinstance(intr, Intrinsics):
+        raise TypeError(f"intr: expected calib.Intrinsics, got {type(intr).__name__}")
+    if not isinstance(depth_mm, np.ndarray):
+        raise TypeError(f"depth_mm: expected a numpy array (H, W) float32 mm, got {type(depth_mm).__name__}")
+    if depth_mm.dtype != np.float32:
+        raise TypeError(f"depth_mm: expected float32 millimetres, got {depth_mm.dtype}"
+                        " (convert raw sensor units first: mm = raw * depth_scale * 1000)")
+    if depth_mm.shape != (intr.height, intr.width):
+        raise ValueError(f"depth_mm: expected shape (H, W) = {(intr.height, intr.width)} from the "
+                         f"intrinsics, got {depth_mm.shape}")
+    return depth_mm

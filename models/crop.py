@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from calib import Intrinsics, backproject, project
+from calib import Intrinsics, backproject, check_depth_mm, project
 
 __all__ = [
     "BACKGROUND",
@@ -114,16 +114,7 @@ def _checked_intrinsics(intr: Any) -> Intrinsics:
 
 
 def _checked_depth(depth_mm: Any, intr: Intrinsics) -> np.ndarray:
-    if not isinstance(depth_mm, np.ndarray):
-        raise TypeError(f"depth_mm: expected a numpy array (H, W) float32 mm, got {type(depth_mm).__name__}")
-    if depth_mm.dtype != np.float32:
-        raise TypeError(
-            f"depth_mm: expected float32 millimetres, got {depth_mm.dtype}"
-            " (convert raw sensor units first: mm = raw * depth_scale * 1000)")
-    expected = (intr.height, intr.width)
-    if depth_mm.shape != expected:
-        raise ValueError(f"depth_mm: expected shape (H, W) = {expected} from the intrinsics, got {depth_mm.shape}")
-    return depth_mm
+    return check_depth_mm(depth_mm, intr)
 
 
 def _checked_com(com_mm: Any) -> np.ndarray:

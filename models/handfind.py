@@ -76,7 +76,7 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from calib import Intrinsics, backproject, project
+from calib import Intrinsics, backproject, check_depth_mm, project
 from models.joints import palm_centre
 
 __all__ = ["HandDetection", "HandFinderConfig", "find_hand", "track_hand"]
@@ -205,14 +205,7 @@ def _checked_inputs(depth_mm: Any, intr: Any, cfg: Any) -> None:
         raise TypeError(f"intr: expected calib.Intrinsics, got {type(intr).__name__}")
     if not isinstance(cfg, HandFinderConfig):
         raise TypeError(f"cfg: expected HandFinderConfig, got {type(cfg).__name__}")
-    if not isinstance(depth_mm, np.ndarray):
-        raise TypeError(f"depth_mm: expected a numpy array (H, W) float32 mm, got {type(depth_mm).__name__}")
-    if depth_mm.dtype != np.float32:
-        raise TypeError(f"depth_mm: expected float32 millimetres, got {depth_mm.dtype}"
-                        " (convert raw sensor units first: mm = raw * depth_scale * 1000)")
-    if depth_mm.shape != (intr.height, intr.width):
-        raise ValueError(f"depth_mm: expected shape (H, W) = {(intr.height, intr.width)} from the "
-                         f"intrinsics, got {depth_mm.shape}")
+    check_depth_mm(depth_mm, intr)
 
 
 # --------------------------------------------------------------------------- pixel rays
