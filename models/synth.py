@@ -182,75 +182,85 @@ class Renderer:
         """``cfg.chunk`` frames seen by one camera draw: (arrays of the kept frames, stats)."""
         import torch
 
-        from models.crop import crop_depth, crop_window
-        from models.handfind import find_hand, track_hand
-        from models.joints import palm_centre
-        from models.sampling import View, sample_hands
-        from models.scene import sample_scene
-        from models.sensor import apply_sensor, sample_sensor
+        from models.sampling import sample_hands
 
-        cfg, policy = self.cfg, self.policy
-        cam, intr = sample_camera(rng, cfg)
-        hands = sample_hands(rng, cfg.chunk, intr, split)
+        cam, intr = sample_camera(rng, self.cfg)
+        hands = sample_hands(rng, self.cfg.chunk, intr, split)
         with torch.inference_mode():
             out = self.layer(*(torch.as_tensor(x) for x in (hands.theta, hands.alpha, hands.beta)),
                              wrist=torch.as_tensor(hands.wrist))
         verts, joints = out.vertices.numpy(), out.joints.numpy().astype(np.float64)
         stats = ChunkStats()
         kept: dict[str, list] = {k: [] for k in _FRAME_KEYS}
-        size = self.crop_cfg.size
-        for i in range(cfg.chunk):
-            palm = palm_centre(joints[i])
-            sensor = sample_sensor(rng, cfg.cameras[cam][0])
-            if not sensor.min_range_mm + policy.range_margin_mm < palm[2] < sensor.max_range_mm - policy.range_margin_mm:
-                stats.out_of_range += 1  # this camera cannot see a hand there: not rendered
+        for i in range(self.cfg.chunk):
+            frame = self._frame(rng, cam, intr, verts[i], joints[i], int(hands.view[i]), stats)
+            if frame is None:
                 continue
-            stats.rendered += 1
-            if cfg.full_frames:
-                u0, v0, w, h = 0, 0, intr.width, intr.height
-            else:
-                u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
-            win = intr.window(u0, v0, w, h)
-            egocentric = int(hands.view[i]) == int(View.EGOCENTRIC)
-            scene = sample_scene(rng, verts[i], joints[i], intr, "egocentric" if egocentric else "third_person",
-                                 self.scene_cfg)
-            hit = self._raycast([(verts[i], self.faces)] + [(m.vertices, m.faces) for m in scene], win)
-            depth = apply_sensor(hit.depth, win, sensor, rng, normals=hit.normals, window_u0=u0)
-            if egocentric or rng.random() < policy.track_share:
-                previous = joints[i] + rng.normal(0.0, policy.track_noise_mm, 3) + rng.normal(0.0, 3.0, (21, 3))
-                det = track_hand(depth, win, previous, self.finder_cfg)
-            else:
-                det = find_hand(depth, win, self.finder_cfg)
-            if det is None:
-                stats.no_hand += 1
-                continue
-            err = float(np.linalg.norm(det.com_mm - palm))
-            if err > policy.max_com_error_mm:
-                stats.wrong_object += 1
-                continue
-            stats.com_error_mm.append(err)
-            stats.tracked += det.method == "track"
-            stats.detected += det.method != "track"
-            crop = crop_depth(depth, win, det.com_mm, self.crop_cfg)
-            mask = cv2_warp_nearest((hit.geometry_id == 0).astype(np.uint8), crop.crop_from_image, size) > 0
-            kept["patch"].append(crop.patch.astype(np.float16))
-            kept["mask"].append(mask)
-            kept["joints_mm"].append(joints[i].astype(np.float32))
-            kept["joints_uvd"].append(project(joints[i], intr).astype(np.float32))
-            kept["com_mm"].append(det.com_mm.astype(np.float32))
-            kept["crop_from_image"].append(crop_window(det.com_mm, intr, self.crop_cfg).astype(np.float32))
-            kept["intrinsics"].append(np.array([intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height], np.float32))
-            for key in ("theta", "alpha", "beta", "wrist", "view", "pose_source", "subject", "posebank_index"):
-                kept[key].append(getattr(hands, key)[i])
-            kept["camera"].append(np.int32(cam))
-            if cfg.store_vertices:
-                kept["vertices"].append(verts[i].astype(np.float32))
-            if cfg.full_frames:
-                kept["frame"].append(depth)
-            stats.kept += 1
+            frame.update({key: getattr(hands, key)[i] for key in _HAND_KEYS})
+            if self.cfg.store_vertices:
+                frame["vertices"] = verts[i].astype(np.float32)
+            for key, value in frame.items():
+                kept[key].append(value)
         arrays = {k: np.stack(v) for k, v in kept.items() if v}
         return arrays, stats
 
+    def _frame(self, rng: np.random.Generator, cam: int, intr: Intrinsics, verts: np.ndarray, joints: np.ndarray,
+               view: int, stats: ChunkStats) -> dict[str, np.ndarray] | None:
+        """One hand through scene, ray cast, sensor, finder and crop; None (and counted) if dropped."""
+        from models.crop import crop_depth, crop_window
+        from models.handfind import find_hand, track_hand
+        from models.joints import palm_centre
+        from models.sampling import View
+        from models.scene import sample_scene
+        from models.sensor import apply_sensor, sample_sensor
+
+        cfg, policy = self.cfg, self.policy
+        palm = palm_centre(joints)
+        sensor = sample_sensor(rng, cfg.cameras[cam][0])
+        if not sensor.min_range_mm + policy.range_margin_mm < palm[2] < sensor.max_range_mm - policy.range_margin_mm:
+            stats.out_of_range += 1  # this camera cannot see a hand there: not rendered
+            return None
+        stats.rendered += 1
+        if cfg.full_frames:
+            u0, v0, w, h = 0, 0, intr.width, intr.height
+        else:
+            u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
+        win = intr.window(u0, v0, w, h)
+        egocentric = view == int(View.EGOCENTRIC)
+        scene = sample_scene(rng, verts, joints, intr, "egocentric" if egocentric else "third_person", self.scene_cfg)
+        hit = self._raycast([(verts, self.faces)] + [(m.vertices, m.faces) for m in scene], win)
+        depth = apply_sensor(hit.depth, win, sensor, rng, normals=hit.normals, window_u0=u0)
+        if egocentric or rng.random() < policy.track_share:
+            previous = joints + rng.normal(0.0, policy.track_noise_mm, 3) + rng.normal(0.0, 3.0, (21, 3))
+            det = track_hand(depth, win, previous, self.finder_cfg)
+        else:
+            det = find_hand(depth, win, self.finder_cfg)
+        if det is None:
+            stats.no_hand += 1
+            return None
+        err = float(np.linalg.norm(det.com_mm - palm))
+        if err > policy.max_com_error_mm:
+            stats.wrong_object += 1
+            return None
+        stats.kept += 1
+        stats.com_error_mm.append(err)
+        stats.tracked += det.method == "track"
+        stats.detected += det.method != "track"
+        crop = crop_depth(depth, win, det.com_mm, self.crop_cfg)
+        mask = cv2_warp_nearest((hit.geometry_id == 0).astype(np.uint8), crop.crop_from_image, self.crop_cfg.size)
+        frame = {
+            "patch": crop.patch.astype(np.float16),
+            "mask": mask > 0,
+            "joints_mm": joints.astype(np.float32),
+            "joints_uvd": project(joints, intr).astype(np.float32),
+            "com_mm": det.com_mm.astype(np.float32),
+            "crop_from_image": crop_window(det.com_mm, intr, self.crop_cfg).astype(np.float32),
+            "intrinsics": np.array([intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height], np.float32),
+            "camera": np.int32(cam),
+        }
+        if cfg.full_frames:
+            frame["frame"] = depth
+        return frame
 
     def _raycast(self, meshes: list, win: Intrinsics):
         """Ray-cast the window; at most ``max_rays_per_crop_px`` rays per crop pixel across.
@@ -279,6 +289,7 @@ def cv2_resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
+_HAND_KEYS = ("theta", "alpha", "beta", "wrist", "view", "pose_source", "subject", "posebank_index")
 _FRAME_KEYS = ("patch", "mask", "joints_mm", "joints_uvd", "com_mm", "crop_from_image", "intrinsics",
                "theta", "alpha", "beta", "wrist", "view", "pose_source", "subject", "posebank_index",
                "camera", "vertices", "frame")
