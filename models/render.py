@@ -9,7 +9,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from calib import Intrinsics
+from calib import Intrinsics, backproject
 
 
 class RaycastResult(NamedTuple):
@@ -20,8 +20,16 @@ class RaycastResult(NamedTuple):
 
 
 def pixel_rays(intr: Intrinsics) -> np.ndarray:
-    """(H, W, 6) float32 rays from the camera centre; direction has z = 1."""
+    """(H, W, 6) float32 rays from the camera centre through each pixel centre; direction z = 1.
+
+    With a lens model the directions are the back-projections of the pixel centres (the
+    inverse of ``calib.project``), so what is rendered is what ``project`` predicts.
+    """
     rays = np.zeros((intr.height, intr.width, 6), dtype=np.float32)
+    if intr.has_distortion:
+        u, v = np.meshgrid(np.arange(intr.width, dtype=np.float64), np.arange(intr.height, dtype=np.float64))
+        rays[..., 3:] = backproject(np.stack((u, v, np.ones_like(u)), -1), intr)
+        return rays
     rays[..., 3] = ((np.arange(intr.width, dtype=np.float32) - np.float32(intr.cx)) / np.float32(intr.fx))[None, :]
     rays[..., 4] = ((np.arange(intr.height, dtype=np.float32) - np.float32(intr.cy)) / np.float32(intr.fy))[:, None]
     rays[..., 5] = 1.0
@@ -31,7 +39,7 @@ def pixel_rays(intr: Intrinsics) -> np.ndarray:
 def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: Intrinsics, threads: int = 0) -> RaycastResult:
     """Render (vertices (V, 3) mm camera frame, faces (F, 3)) meshes seen by ``intr``.
 
-    Lens distortion is ignored: rays follow the pinhole model of ``intr``. ``threads``: 0 lets
+    Rays follow ``intr``'s lens model (:func:`pixel_rays`). ``threads``: 0 lets
     Open3D use every core; worker processes that already run one per core pass 1.
     """
     import open3d as o3d

@@ -28,6 +28,8 @@ Written per shard (``shard_00000.npz``, compressed), N frames each:
   com_mm (N, 3) float32         the hand finder's centre of mass (crop centre)
   crop_from_image (N, 3, 3) float32
   intrinsics (N, 6) float32     fx, fy, cx, cy, width, height of the full frame
+  distortion (N,) int8, coeffs (N, 5) float32: the lens model (index into
+                                calib.DISTORTION_MODELS) and its coefficients
   theta (N, 26), alpha (N, 6), beta (N, 7), wrist (N, 2) float32: the hand layer's input;
                                 the mesh vertices are ``HandLayer()(theta, alpha, beta, wrist)``
                                 exactly (stored on request with --vertices)
@@ -50,7 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from calib import Intrinsics, get_preset, project
+from calib import DISTORTION_MODELS, Intrinsics, get_preset, project
 
 SPLITS = ("train", "val", "test")
 
@@ -256,6 +258,8 @@ class Renderer:
             "com_mm": det.com_mm.astype(np.float32),
             "crop_from_image": crop_window(det.com_mm, intr, self.crop_cfg).astype(np.float32),
             "intrinsics": np.array([intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height], np.float32),
+            "distortion": np.int8(DISTORTION_MODELS.index(intr.distortion)),
+            "coeffs": np.asarray(intr.coeffs, np.float32),
             "camera": np.int32(cam),
         }
         if cfg.full_frames:
@@ -292,7 +296,7 @@ def cv2_resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray
 _HAND_KEYS = ("theta", "alpha", "beta", "wrist", "view", "pose_source", "subject", "posebank_index")
 _FRAME_KEYS = ("patch", "mask", "joints_mm", "joints_uvd", "com_mm", "crop_from_image", "intrinsics",
                "theta", "alpha", "beta", "wrist", "view", "pose_source", "subject", "posebank_index",
-               "camera", "vertices", "frame")
+               "distortion", "coeffs", "camera", "vertices", "frame")
 
 
 def cv2_warp_nearest(image: np.ndarray, crop_from_image: np.ndarray, size: int) -> np.ndarray:
