@@ -34,8 +34,8 @@ cube)`` after every step. What is exact and what is not:
   EXACTLY the crop of the rotated scene (up to nearest-neighbour sampling), wherever the COM
   is in the image and for every lens model. When the COM is on the optical axis this is a
   plain rotation of the patch about its centre with w = 1 (90° = ``np.rot90(patch, -1)``).
-  The lens model is not in the shards' ``intrinsics`` (fx, fy, cx, cy, w, h): it comes from
-  the camera preset (:func:`shard_lenses`); e.g. the Azure Kinect NFOV is a fisheye.
+  The lens model comes from the shard's ``distortion`` / ``coeffs`` (or, for older shards,
+  from the camera preset: :func:`shard_lenses`); e.g. the Azure Kinect NFOV is a fisheye.
   Why not an axis through the COM parallel to the camera z axis: its labels are as exact, but
   its patch is a 2D rotation only for an orthographic crop; under perspective a point at depth
   z lands off by (S / cube)·(com_z / z - 1)·|(R - I)·(com_x, com_y)| px, which on
@@ -697,10 +697,14 @@ class ShardDataset(Dataset):
 
         raw = load_shard(self.paths[k])
         arrays = {key: raw[key] for key in SHARD_KEYS if key in raw}
-        if "camera" not in raw or "cameras" not in raw["meta"]:
+        if "distortion" in raw and "coeffs" in raw:  # shards store their lens model
+            arrays["distortion"] = raw["distortion"].astype(np.int64)
+            arrays["coeffs"] = raw["coeffs"].astype(np.float32)
+        elif "camera" not in raw or "cameras" not in raw["meta"]:
             raise ValueError(f"{self.paths[k]}: expected 'camera' and meta['cameras'] (the lens models), "
                              f"got arrays {sorted(raw)} and meta keys {sorted(raw['meta'])}")
-        arrays.update(shard_lenses(raw["camera"], raw["meta"]["cameras"]))
+        else:  # shards written before the lens model was stored: it is the camera preset's
+            arrays.update(shard_lenses(raw["camera"], raw["meta"]["cameras"]))
         self._check_shard(k, arrays, raw["camera"])
         self.shard_loads += 1
         self._cache[k] = arrays
