@@ -47,6 +47,7 @@ __all__ = [
     "FRONT",
     "Crop",
     "CropConfig",
+    "check_com_mm",
     "crop_depth",
     "crop_window",
     "denormalize_joints",
@@ -117,7 +118,8 @@ def _checked_depth(depth_mm: Any, intr: Intrinsics) -> np.ndarray:
     return check_depth_mm(depth_mm, intr)
 
 
-def _checked_com(com_mm: Any) -> np.ndarray:
+def check_com_mm(com_mm: Any) -> np.ndarray:
+    """The crop centre as (3,) float64 mm, camera frame, finite and in front of the camera."""
     com = np.asarray(com_mm, dtype=np.float64)
     if com.shape != (3,):
         raise ValueError(f"com_mm: expected shape (3,) mm, got {com.shape}")
@@ -147,7 +149,7 @@ def crop_window(com_mm: np.ndarray, intr: Intrinsics, cfg: CropConfig = CropConf
     """
     intr = _checked_intrinsics(intr)
     cfg = _checked_config(cfg)
-    com = _checked_com(com_mm)
+    com = check_com_mm(com_mm)
     u0, v0, z = project(com, intr)
     half = 0.5 * cfg.cube_mm
     sx = cfg.size / (2.0 * half * intr.fx / z)
@@ -168,7 +170,7 @@ def crop_depth(depth_mm: np.ndarray, intr: Intrinsics, com_mm: np.ndarray,
     intr = _checked_intrinsics(intr)
     cfg = _checked_config(cfg)
     depth = _checked_depth(depth_mm, intr)
-    com = _checked_com(com_mm)
+    com = check_com_mm(com_mm)
     crop_from_image = crop_window(com, intr, cfg)
     # Nearest neighbour, constant 0 (= no depth) outside the image. cv2 maps destination pixel
     # centres through the inverse of ``crop_from_image`` and rounds to the nearest source pixel,

@@ -91,7 +91,7 @@ import torch
 from torch import nn
 
 from calib import Intrinsics, check_depth_mm, project
-from models.crop import BACKGROUND, FRONT
+from models.crop import BACKGROUND, FRONT, check_com_mm
 
 __all__ = [
     "GRID",
@@ -144,17 +144,6 @@ def _checked_patch(patch: Any) -> torch.Tensor:
     return patch
 
 
-def _checked_com(com_mm: Any) -> np.ndarray:
-    com = np.asarray(com_mm, dtype=np.float64)
-    if com.shape != (3,):
-        raise ValueError(f"com_mm: expected shape (3,) mm, got {com.shape}")
-    if not np.all(np.isfinite(com)):
-        raise ValueError(f"com_mm: expected finite values, got {com.tolist()}")
-    if com[2] <= 0.0:
-        raise ValueError(f"com_mm: expected a depth z > 0 mm (in front of the camera), got z = {com[2]}")
-    return com
-
-
 # --------------------------------------------------------------------------- the grid
 
 
@@ -184,7 +173,7 @@ def ray_offset_mm(voxel_norm: Any, com_mm: Any, cube_mm: float = _CUBE_MM) -> np
     returns (..., 2) float64 mm: (x, y) of the ray the approximation reads, minus the voxel's
     (x, y), both at the voxel's depth: (com_xy + xy) * z / com_z with xy, z in mm from the COM.
     """
-    com = _checked_com(com_mm)
+    com = check_com_mm(com_mm)
     half = 0.5 * _checked_positive("cube_mm", cube_mm, "mm")
     n = np.asarray(voxel_norm, dtype=np.float64)
     if n.ndim < 1 or n.shape[-1] != 3:
@@ -274,7 +263,7 @@ def tsdf_from_depth(depth_mm: np.ndarray, intr: Intrinsics, com_mm: Any, grid: i
     in front of the cube -> clamped to the front face.
     """
     depth = check_depth_mm(depth_mm, intr)
-    com = _checked_com(com_mm)
+    com = check_com_mm(com_mm)
     g = _checked_grid(grid)
     truncation = _checked_positive("truncation_mm", truncation_mm, "mm")
     half = 0.5 * _checked_positive("cube_mm", cube_mm, "mm")
