@@ -405,6 +405,16 @@ def _check_intr(depth: np.ndarray, intr: Intrinsics) -> None:
                          f"got {depth.shape}")
 
 
+def _reference(depth: np.ndarray, reference_mm: np.ndarray | None) -> np.ndarray:
+    """The ideal image edges are found on: ``reference_mm`` (same shape) or ``depth`` itself."""
+    if reference_mm is None:
+        return depth
+    ref = _check_depth(reference_mm, "reference_mm")
+    if ref.shape != depth.shape:
+        raise ValueError(f"reference_mm: expected shape {depth.shape}, got {ref.shape}")
+    return ref
+
+
 def _check_rng(rng: np.random.Generator) -> None:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng: expected a numpy Generator, got {type(rng).__name__}")
@@ -743,9 +753,7 @@ def drop_edges(depth_mm: np.ndarray, rng: np.random.Generator, model: SensorMode
     depth = _check_depth(depth_mm)
     if model.edge_dropout_px <= 0:
         return depth.copy()
-    ref = depth if reference_mm is None else _check_depth(reference_mm, "reference_mm")
-    if ref.shape != depth.shape:
-        raise ValueError(f"reference_mm: expected shape {depth.shape}, got {ref.shape}")
+    ref = _reference(depth, reference_mm)
     return _zero_where(depth, _edge_drop_u8(_edge_u8(ref, model.edge_threshold_mm), rng, model))
 
 
@@ -813,9 +821,7 @@ def add_flying_pixels(depth_mm: np.ndarray, rng: np.random.Generator, model: Sen
     depth = _check_depth(depth_mm)
     if model.flying_pixel_prob <= 0:
         return depth.copy()
-    ref = depth if reference_mm is None else _check_depth(reference_mm, "reference_mm")
-    if ref.shape != depth.shape:
-        raise ValueError(f"reference_mm: expected shape {depth.shape}, got {ref.shape}")
+    ref = _reference(depth, reference_mm)
     return _flying(depth, ref, _edge_u8(ref, model.edge_threshold_mm), rng, model)
 
 
