@@ -16,8 +16,13 @@ extension"). Beware: the recorder silently appends to an existing ``.db3`` (a re
 returns only part of the frames) and replaces a directory of that name, so
 ``write_depth_recording`` refuses an existing path unless asked to overwrite a file.
 
+Streaming: ``open_device_stream`` / ``open_recording_stream`` start a pipeline and return a
+``DepthStream`` read one frame at a time (``sources`` builds its camera and recording readers
+on it); ``read_*`` below are built on the same stream.
+
 pyrealsense2 is imported inside the functions, never at module import.
-Thread: every function here blocks the calling thread until its pipeline is stopped.
+Thread: every function here blocks the calling thread until its pipeline is stopped; a
+``DepthStream`` is read and closed on the thread that uses it.
 """
 
 from __future__ import annotations
@@ -36,8 +41,12 @@ from .intrinsics import Intrinsics, SourcedIntrinsics
 __all__ = [
     "RECORDING_SUFFIXES",
     "DepthRecording",
+    "DepthStream",
+    "RawDepthFrame",
     "intrinsics_from_rs",
     "intrinsics_to_rs",
+    "open_device_stream",
+    "open_recording_stream",
     "read_depth_recording",
     "read_device_intrinsics",
     "read_recording_intrinsics",
@@ -170,38 +179,129 @@ def _start_playback(path: Path, what: str, *, real_time: bool = True) -> tuple[A
     return pipeline, profile
 
 
-def read_recording_intrinsics(path: str | Path) -> SourcedIntrinsics:
-    """Depth intrinsics and depth scale stored in a RealSense recording (.bag or .db3).
+@dataclass(frozen=True)
+class RawDepthFrame:
+    """One depth frame as librealsense delivered it.
 
-    Raises FileNotFoundError (with the path) when it does not exist, ValueError for another
-    suffix, SourceError when pyrealsense2 cannot play it or it has no depth stream.
+    depth: (H, W) uint16, raw units (metres = raw * depth_scale); a copy owned by the caller.
+    timestamp_ms: the frame's sensor timestamp, ms.
+    frame_number: the sensor's (or the recording's) frame counter.
     """
-    what = "read_recording_intrinsics"
+
+    depth: np.ndarray
+    timestamp_ms: float
+    frame_number: int
+
+
+class DepthStream:
+    """A started pyrealsense2 depth pipeline, from a device or a recording, read frame by frame.
+
+    Made by ``open_device_stream`` or ``open_recording_stream``; ``close()`` (or ``with``)
+    stops the pipeline. intrinsics: depth intrinsics + depth scale of the stream; details:
+    one line (device name, serial, firmware, mode); fps: the stream's nominal rate.
+    Thread: ``read`` and ``close`` block the calling thread; librealsense's own threads end
+    with ``close``.
+    """
+
+    def __init__(self, pipeline: Any, profile: Any, what: str, playback: Any | None) -> None:
+        self._pipeline: Any | None = pipeline
+        self._what = what
+        self._playback = playback
+        try:
+            self.intrinsics, self.details = _depth_from_profile(profile, what)
+            self.fps = int(profile.get_stream(_rs().stream.depth).fps())
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def is_recording(self) -> bool:
+        return self._playback is not None
+
+    def read(self, timeout_ms: int = 5000) -> RawDepthFrame | None:
+        """The next depth frame; None at the end of a recording (never for a device).
+
+        timeout_ms: how long a DEVICE may deliver nothing before ``SourceError`` (unplugged,
+        stalled). A recording ends when nothing arrives and its playback has stopped; one
+        that delivers nothing for ``_STALL_LIMIT_S`` while still playing raises SourceError.
+        """
+        if self._pipeline is None:
+            raise SourceError(f"{self._what}: the stream is closed")
+        rs = _rs()
+        stalled_s = 0.0
+        while True:
+            wait_ms = _WAIT_MS if self._playback is not None else int(timeout_ms)
+            try:
+                ok, frameset = self._pipeline.try_wait_for_frames(wait_ms)
+            except RuntimeError as exc:
+                raise SourceError(f"{self._what}: {_one_line(exc)}") from exc
+            if ok:
+                depth = frameset.get_depth_frame()
+                if not depth:
+                    continue  # a frameset without depth (cannot happen with depth only enabled)
+                return RawDepthFrame(
+                    depth=np.array(depth.get_data(), dtype=np.uint16, copy=True),
+                    timestamp_ms=float(depth.get_timestamp()),
+                    frame_number=int(depth.get_frame_number()),
+                )
+            if self._playback is None:
+                raise SourceError(f"{self._what}: no depth frame for {timeout_ms} ms (camera unplugged?)")
+            # Nothing arrived for _WAIT_MS: done if the playback has reached the end.
+            if self._playback.current_status() == rs.playback_status.stopped:
+                return None
+            stalled_s += _WAIT_MS / 1000.0
+            if stalled_s > _STALL_LIMIT_S:
+                raise SourceError(f"{self._what}: playback delivered no frame for {_STALL_LIMIT_S:g} s")
+
+    def close(self) -> None:
+        """Stop the pipeline (idempotent)."""
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            try:
+                pipeline.stop()
+            except RuntimeError:
+                pass  # already stopped (e.g. the device was unplugged)
+
+    def __enter__(self) -> "DepthStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_recording_stream(path: str | Path, *, real_time: bool = False, what: str = "recording") -> DepthStream:
+    """Play a RealSense recording (.bag or .db3) from its start, depth only, no looping.
+
+    real_time=False: as fast as the consumer reads, no frame dropped; True: at the pace it
+    was recorded (a slow consumer then misses frames, as with a camera).
+    Raises FileNotFoundError (with the path), ValueError for another suffix, SourceError
+    (with the path) when pyrealsense2 cannot play it (e.g. a truncated file).
+    """
     path = _checked_recording_path(path, what)
-    pipeline, profile = _start_playback(path, what)
-    try:
-        intr, details = _depth_from_profile(profile, f"{what}: {path}")
-    finally:
+    pipeline, profile = _start_playback(path, what, real_time=real_time)
+    playback = profile.get_device().as_playback()
+    if playback.is_real_time() != real_time:  # resolve() and start() should share one device
         pipeline.stop()
-    return SourcedIntrinsics(intr, f"READ FROM RECORDING {path} ({details})")
+        raise SourceError(f"{what}: {path}: could not set the playback's real-time mode to {real_time}")
+    return DepthStream(pipeline, profile, f"{what}: {path}", playback)
 
 
-def read_device_intrinsics(
+def open_device_stream(
     serial: str | None = None,
     *,
     width: int = 0,
     height: int = 0,
     fps: int = 0,
-) -> SourcedIntrinsics:
-    """Depth intrinsics and depth scale of a connected RealSense (first one, or by serial).
+    what: str = "RealSense",
+) -> DepthStream:
+    """Start the depth stream of a connected RealSense (first one, or by serial).
 
-    width, height, fps: requested depth mode; 0 = the device's default. The pipeline is
-    started briefly (the intrinsics of the mode actually streamed are returned) and always
-    stopped. Raises SourceError when no (matching) device is connected or it cannot stream.
+    width, height, fps: requested depth mode; 0 = the device's default.
+    Raises SourceError when no (matching) device is connected or it cannot stream.
     """
     for field, value in (("width", width), ("height", height), ("fps", fps)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"read_device_intrinsics: {field} expected an int >= 0 (0 = default), got {value!r}")
+            raise ValueError(f"{what}: {field} expected an int >= 0 (0 = default), got {value!r}")
     rs = _rs()
     devices = rs.context().query_devices()
     serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
@@ -217,11 +317,34 @@ def read_device_intrinsics(
         profile = pipeline.start(config)
     except RuntimeError as exc:
         raise SourceError(f"cannot start the RealSense depth stream: {_one_line(exc)}") from exc
-    try:
-        intr, details = _depth_from_profile(profile, "read_device_intrinsics")
-    finally:
-        pipeline.stop()
-    return SourcedIntrinsics(intr, f"READ FROM DEVICE ({details})")
+    return DepthStream(pipeline, profile, what, None)
+
+
+def read_recording_intrinsics(path: str | Path) -> SourcedIntrinsics:
+    """Depth intrinsics and depth scale stored in a RealSense recording (.bag or .db3).
+
+    Raises FileNotFoundError (with the path) when it does not exist, ValueError for another
+    suffix, SourceError when pyrealsense2 cannot play it or it has no depth stream.
+    """
+    with open_recording_stream(path, real_time=True, what="read_recording_intrinsics") as stream:
+        return SourcedIntrinsics(stream.intrinsics, f"READ FROM RECORDING {Path(path)} ({stream.details})")
+
+
+def read_device_intrinsics(
+    serial: str | None = None,
+    *,
+    width: int = 0,
+    height: int = 0,
+    fps: int = 0,
+) -> SourcedIntrinsics:
+    """Depth intrinsics and depth scale of a connected RealSense (first one, or by serial).
+
+    width, height, fps: requested depth mode; 0 = the device's default. The pipeline is
+    started briefly (the intrinsics of the mode actually streamed are returned) and always
+    stopped. Raises SourceError when no (matching) device is connected or it cannot stream.
+    """
+    with open_device_stream(serial, width=width, height=height, fps=fps, what="read_device_intrinsics") as stream:
+        return SourcedIntrinsics(stream.intrinsics, f"READ FROM DEVICE ({stream.details})")
 
 
 @dataclass(frozen=True)
@@ -244,49 +367,27 @@ class DepthRecording:
 
 def read_depth_recording(path: str | Path, max_frames: int | None = None) -> DepthRecording:
     """Play a recording back as fast as possible (not in real time, so no frame is dropped)
-    and copy out its depth frames. Meant for tests and tools; the live app streams instead.
+    and copy out its depth frames. Meant for tests and tools; the live app streams instead
+    (``open_recording_stream``, ``sources``).
 
     Raises as ``read_recording_intrinsics``.
     """
     what = "read_depth_recording"
     if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1):
         raise ValueError(f"{what}: max_frames expected None or an int >= 1, got {max_frames!r}")
-    rs = _rs()
-    path = _checked_recording_path(path, what)
-    pipeline, profile = _start_playback(path, what, real_time=False)
-    frames: list[np.ndarray] = []
-    stamps: list[float] = []
-    numbers: list[int] = []
-    try:
-        playback = profile.get_device().as_playback()
-        if playback.is_real_time():  # resolve() and start() should share one device
-            raise SourceError(f"{what}: {path}: could not switch the playback out of real time")
-        intr, details = _depth_from_profile(profile, f"{what}: {path}")
-        stalled_s = 0.0
-        while max_frames is None or len(frames) < max_frames:
-            ok, frameset = pipeline.try_wait_for_frames(_WAIT_MS)
-            if ok:
-                stalled_s = 0.0
-                depth = frameset.get_depth_frame()
-                if depth:
-                    frames.append(np.array(depth.get_data(), dtype=np.uint16, copy=True))
-                    stamps.append(float(depth.get_timestamp()))
-                    numbers.append(int(depth.get_frame_number()))
-                continue
-            # Nothing arrived for _WAIT_MS: done if the playback has reached the end.
-            if playback.current_status() == rs.playback_status.stopped:
+    read: list[RawDepthFrame] = []
+    with open_recording_stream(path, real_time=False, what=what) as stream:
+        while max_frames is None or len(read) < max_frames:
+            frame = stream.read()
+            if frame is None:
                 break
-            stalled_s += _WAIT_MS / 1000.0
-            if stalled_s > _STALL_LIMIT_S:
-                raise SourceError(f"{what}: {path}: playback delivered no frame for {_STALL_LIMIT_S:g} s")
-    finally:
-        pipeline.stop()
+            read.append(frame)
     return DepthRecording(
-        intrinsics=intr,
-        frames=tuple(frames),
-        timestamps_ms=tuple(stamps),
-        frame_numbers=tuple(numbers),
-        source=f"READ FROM RECORDING {path} ({details})",
+        intrinsics=stream.intrinsics,
+        frames=tuple(f.depth for f in read),
+        timestamps_ms=tuple(f.timestamp_ms for f in read),
+        frame_numbers=tuple(f.frame_number for f in read),
+        source=f"READ FROM RECORDING {Path(path)} ({stream.details})",
     )
 
 
