@@ -761,9 +761,13 @@ class ShardSampler(Sampler[int]):
         self.sizes = tuple(int(n) for n in sizes)
         self.starts = np.concatenate(([0], np.cumsum(self.sizes))).astype(np.int64)
         self.buffer_shards, self.shuffle, self.seed, self.epoch = buffer_shards, bool(shuffle), int(seed), 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's order; iteration begins at position ``start`` of it (resuming)."""
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or not 0 <= start <= len(self):
+            raise ValueError(f"start: expected an int in [0, {len(self)}], got {start!r}")
+        self.epoch, self.start = int(epoch), int(start)
 
     def __len__(self) -> int:
         return int(self.starts[-1])
@@ -782,7 +786,7 @@ class ShardSampler(Sampler[int]):
         return np.concatenate(parts).astype(np.int64)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.order().tolist())
+        return iter(self.order()[self.start:].tolist())
 
 
 def _worker_init(_: int) -> None:
@@ -806,7 +810,8 @@ def make_loader(paths: str | Path | Sequence[str | Path], batch_size: int, augme
                       persistent_workers=False)
 
 
-def set_epoch(loader: DataLoader, epoch: int) -> None:
-    """Set the epoch of a :func:`make_loader` loader's sampler (order) and dataset (augmentation)."""
-    loader.sampler.set_epoch(epoch)
+def set_epoch(loader: DataLoader, epoch: int, start: int = 0) -> None:
+    """Set the epoch of a :func:`make_loader` loader's sampler (order) and dataset (augmentation);
+    ``start`` skips the first ``start`` samples of the epoch's order (resuming mid-epoch)."""
+    loader.sampler.set_epoch(epoch, start)
     loader.dataset.set_epoch(epoch)

@@ -124,20 +124,24 @@ def articulation_rotations(theta: torch.Tensor, first_index: torch.Tensor, first
 
 
 def forward_kinematics(theta: torch.Tensor, rest_joints: torch.Tensor, rest_rotations: torch.Tensor,
-                       articulations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       articulations: torch.Tensor,
+                       root_rotation: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Posed and rest frames of the 21 joints.
 
     theta (B, 26); rest_joints (B, 21, 3) hand frame; rest_rotations (21, 3, 3)
     hand_from_joint; articulations (B, 15, 3, 3) from :func:`articulation_rotations`.
     Returns (posed out_from_joint, rest hand_from_joint), each (B, 21, 4, 4):
     G_j = G_parent · [Q_j A_j | t_j] with Q_j = R*_parent⁻¹ R*_j and t_j the rest bone in
-    the parent's frame, and G_0 = [Rodrigues(θ[0:3]) | θ[3:6]].
+    the parent's frame, and G_0 = [Rodrigues(θ[0:3]) | θ[3:6]], or [root_rotation | θ[3:6]]
+    when root_rotation (B, 3, 3) is given (θ[0:3] is then ignored; networks that predict a
+    continuous rotation representation pass the matrix here).
     """
     batch = theta.shape[0]
     rest_frames = make_transform(rest_rotations.expand(batch, -1, -1, -1), rest_joints)
     art = {j: k for k, j in enumerate(ARTICULATED_JOINTS)}
     eye = torch.eye(3, dtype=theta.dtype, device=theta.device).expand(batch, 3, 3)
-    root = make_transform(axis_angle_to_matrix(theta[:, 0:3]), theta[:, 3:6])
+    rot = axis_angle_to_matrix(theta[:, 0:3]) if root_rotation is None else root_rotation
+    root = make_transform(rot, theta[:, 3:6])
     posed: list[torch.Tensor | None] = [None] * NUM_JOINTS
     posed[0] = root
     for level in _LEVELS[1:]:
@@ -177,7 +181,8 @@ class HandLayer(nn.Module):
 
     Parameter-free. ``wrist`` (B, 2) optionally bends the forearm stub relative to the
     hand (flexion about the hand's x, deviation about its z; radians); it only moves
-    forearm vertices and is not part of the 26-DoF pose.
+    forearm vertices and is not part of the 26-DoF pose. ``root_rotation`` (B, 3, 3)
+    optionally replaces Rodrigues(θ[0:3]) (see :func:`forward_kinematics`).
     """
 
     def __init__(self, constants: HandModelConstants | None = None,
@@ -209,7 +214,8 @@ class HandLayer(nn.Module):
         return RestShape(joints, vertices)
 
     def forward(self, theta: torch.Tensor, alpha: torch.Tensor | None = None,
-                beta: torch.Tensor | None = None, wrist: torch.Tensor | None = None) -> HandOutput:
+                beta: torch.Tensor | None = None, wrist: torch.Tensor | None = None,
+                root_rotation: torch.Tensor | None = None) -> HandOutput:
         _check_batch("theta", theta, THETA_DIM)
         if theta.dtype != self.rest_joints.dtype:
             raise TypeError(f"theta is {theta.dtype} but the layer is {self.rest_joints.dtype}; "
@@ -227,7 +233,9 @@ class HandLayer(nn.Module):
         rest = self.rest_shape(alpha, beta)
         arts = articulation_rotations(theta, self.first_index, self.first_axis,
                                       self.second_index, self.second_axis)
-        posed, rest_frames = forward_kinematics(theta, rest.joints, self.rest_rotations, arts)
+        if root_rotation is not None and root_rotation.shape != (batch, 3, 3):
+            raise ValueError(f"root_rotation: expected ({batch}, 3, 3), got {tuple(root_rotation.shape)}")
+        posed, rest_frames = forward_kinematics(theta, rest.joints, self.rest_rotations, arts, root_rotation)
         forearm = posed[:, 0]
         if wrist is not None:
             _check_batch("wrist", wrist, 2)

@@ -1,0 +1,202 @@
+"""Depth frame -> hand: the one inference pipeline the app and the evaluation share.
+
+    depth (H, W) mm ─ find/track hand ─> COM ─ crop (models.crop) ─> patch ─ predictor ─>
+    joints/vertices relative to the COM ─ + COM ─> camera frame
+
+Frames and units (the ``calib`` conventions): camera frame x right, y down, z forward, mm;
+uvd = (u px, v px, z mm). A predictor returns joints and vertices RELATIVE TO THE CROP CENTRE
+in mm (camera axes); the estimator adds the centre.
+
+Predictors (``Predictor``: patches (B, 1, S, S) float32 -> (joints (B, 21, 3), vertices
+(B, V, 3) or None), mm relative to the crop centre):
+
+* :class:`TorchPredictor` -- a :class:`models.nets.HandNet` (training checkpoints, shipped
+  ``.pt`` weights);
+* the ONNX engine of ``export`` (``.onnx`` files), through :func:`load_predictor`.
+
+Left hands are mirrored: the image is flipped left-right (u -> W - 1 - u, the intrinsics
+mirrored with it, :func:`mirror_intrinsics`), the right-hand network runs on the mirrored
+frame, and the result is mirrored back (x -> -x in the camera frame, which is what flipping
+the image does to the scene). The mesh's triangles then wind the other way; the viewer draws
+both sides.
+
+Tracking: after a frame with a hand, the next crop centre comes from
+:func:`models.handfind.track_hand` started at the previous joints; when tracking fails the
+full detector (:func:`models.handfind.find_hand`) runs. :meth:`Estimator.reset` forgets the
+previous hand (a new sequence).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from calib import Intrinsics, project
+from models.crop import Crop, CropConfig, crop_depth
+from models.handfind import HandDetection, HandFinderConfig, find_hand, track_hand
+
+
+class Predictor(Protocol):
+    crop: CropConfig
+    faces: np.ndarray | None
+
+    def __call__(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+class TorchPredictor:
+    """A :class:`models.nets.HandNet` as a :class:`Predictor` (CPU or CUDA, no gradients)."""
+
+    def __init__(self, net: torch.nn.Module, crop: CropConfig = CropConfig(), threads: int | None = None) -> None:
+        self.net = net.eval()
+        self.crop = crop
+        self.half = crop.cube_mm / 2.0
+        self.device = next(net.parameters()).device
+        head_layer = getattr(getattr(net, "head", None), "layer", None)
+        self.faces = head_layer.faces.cpu().numpy() if head_layer is not None else None
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    @torch.no_grad()
+    def __call__(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        x = torch.as_tensor(np.ascontiguousarray(patches, dtype=np.float32), device=self.device)
+        out = self.net(x)
+        joints = (out.joints * self.half).cpu().numpy()
+        vertices = None if out.vertices is None else (out.vertices * self.half).cpu().numpy()
+        return joints, vertices
+
+
+def load_predictor(path: str | Path, provider: str = "auto") -> Predictor:
+    """A predictor from a model file: ``.onnx`` (exported engine) or ``.pt`` (weights/checkpoint).
+
+    Raises FileNotFoundError / ValueError with the path for a missing or unreadable file.
+    """
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from export.runtime import Engine  # lazy: onnxruntime only when an engine is used
+
+        return EnginePredictor(Engine(path, provider=provider))
+    from models.train import load_model
+
+    device = "cuda" if provider in ("cuda", "tensorrt", "auto") and torch.cuda.is_available() else "cpu"
+    return TorchPredictor(load_model(path, device))
+
+
+class EnginePredictor:
+    """An ONNX engine (``export.runtime.Engine``) as a :class:`Predictor`."""
+
+    def __init__(self, engine) -> None:  # noqa: ANN001 -- export.runtime.Engine, imported lazily
+        self.engine = engine
+        meta = engine.metadata
+        self.crop = CropConfig(cube_mm=float(meta.cube_mm), size=int(meta.input_size))
+        self.faces = None if meta.faces is None else np.asarray(meta.faces)
+
+    def __call__(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.engine.run(np.ascontiguousarray(patches, dtype=np.float32))
+        return out.joints_mm, out.vertices_mm
+
+
+# --------------------------------------------------------------------------- mirroring (pure)
+
+
+def mirror_intrinsics(intr: Intrinsics) -> Intrinsics:
+    """Intrinsics of the left-right flipped image (u' = W - 1 - u): cx' = W - 1 - cx; of the
+    lens coefficients only Brown-Conrady's p2 changes sign (x -> -x in its tangential terms)."""
+    coeffs = list(intr.coeffs)
+    if intr.distortion in ("brown_conrady", "inverse_brown_conrady"):
+        coeffs[3] = -coeffs[3]
+    return replace(intr, cx=intr.width - 1 - intr.cx, coeffs=tuple(coeffs))
+
+
+def mirror_points(points_mm: np.ndarray) -> np.ndarray:
+    """(..., 3) camera-frame points of the flipped image <-> the real scene: x -> -x."""
+    out = np.array(points_mm, dtype=np.float64, copy=True)
+    out[..., 0] *= -1.0
+    return out
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+class Estimate(NamedTuple):
+    """One frame's result. Camera frame, mm; None where ``hand_found`` is False.
+
+    joints_mm (21, 3), joints_uvd (21, 3) (u px, v px, z mm), vertices_mm (V, 3) or None,
+    com_mm (3,) the crop centre, crop the :class:`models.crop.Crop` (of the mirrored frame for
+    a left hand), method "detect" / "track" / "", latency_ms {"find", "crop", "network", "total"}.
+    """
+
+    hand_found: bool
+    joints_mm: np.ndarray | None
+    joints_uvd: np.ndarray | None
+    vertices_mm: np.ndarray | None
+    com_mm: np.ndarray | None
+    crop: Crop | None
+    method: str
+    latency_ms: dict[str, float]
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """hand: "right" or "left" (mirrored); track: re-centre from the previous joints."""
+
+    hand: str = "right"
+    track: bool = True
+    finder: HandFinderConfig = field(default_factory=HandFinderConfig)
+
+    def __post_init__(self) -> None:
+        if self.hand not in ("right", "left"):
+            raise ValueError(f"EstimatorConfig.hand: expected 'right' or 'left', got {self.hand!r}")
+
+
+class Estimator:
+    """Stateful (tracking) pipeline: ``estimator(depth_mm, intrinsics) -> Estimate``."""
+
+    def __init__(self, predictor: Predictor, cfg: EstimatorConfig = EstimatorConfig(),
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.predictor, self.cfg, self.clock = predictor, cfg, clock
+        self.crop_cfg: CropConfig = predictor.crop
+        if cfg.finder.cube_mm != self.crop_cfg.cube_mm:
+            self.cfg = replace(cfg, finder=replace(cfg.finder, cube_mm=self.crop_cfg.cube_mm))
+        self._previous: np.ndarray | None = None  # joints of the last frame, in the network's (mirrored) frame
+
+    def reset(self) -> None:
+        self._previous = None
+
+    def locate(self, depth_mm: np.ndarray, intr: Intrinsics) -> HandDetection | None:
+        """Tracking from the previous joints when possible, else detection."""
+        found = None
+        if self.cfg.track and self._previous is not None:
+            found = track_hand(depth_mm, intr, self._previous, self.cfg.finder)
+        return found if found is not None else find_hand(depth_mm, intr, self.cfg.finder)
+
+    def __call__(self, depth_mm: np.ndarray, intr: Intrinsics) -> Estimate:
+        t0 = self.clock()
+        left = self.cfg.hand == "left"
+        if left:
+            depth_mm, intr = np.ascontiguousarray(depth_mm[:, ::-1]), mirror_intrinsics(intr)
+        found = self.locate(depth_mm, intr)
+        t1 = self.clock()
+        if found is None:
+            self._previous = None
+            ms = {"find": 1e3 * (t1 - t0), "crop": 0.0, "network": 0.0, "total": 1e3 * (t1 - t0)}
+            return Estimate(False, None, None, None, None, None, "", ms)
+        crop = crop_depth(depth_mm, intr, found.com_mm, self.crop_cfg)
+        t2 = self.clock()
+        joints_rel, vertices_rel = self.predictor(crop.patch[None, None])
+        joints = joints_rel[0].astype(np.float64) + crop.com_mm
+        vertices = None if vertices_rel is None else vertices_rel[0].astype(np.float64) + crop.com_mm
+        t3 = self.clock()
+        self._previous = joints
+        com = crop.com_mm
+        if left:
+            joints, com = mirror_points(joints), mirror_points(com)
+            vertices = None if vertices is None else mirror_points(vertices)
+            intr = mirror_intrinsics(intr)  # back to the real camera
+        uvd = project(joints, intr)
+        ms = {"find": 1e3 * (t1 - t0), "crop": 1e3 * (t2 - t1), "network": 1e3 * (t3 - t2),
+              "total": 1e3 * (self.clock() - t0)}
+        return Estimate(True, joints, uvd, vertices, com, crop, found.method, ms)

@@ -1,0 +1,270 @@
+"""Evaluate hand models the way the field does: ``python -m models.evaluate``.
+
+    python -m models.evaluate --model models/weights/deephps.pt                 # synthetic test split
+    python -m models.evaluate --model A.pt --model B.onnx --data data/synth/test --curve out.png
+    python -m models.evaluate --model M --data nyu:DIR | icvl:DIR | msra:DIR | PNG_DIR | REC.db3 [--labels L]
+
+Data. A directory of shards (``models.synth``; the test split by default): the crops in the
+shards were cut by the same hand finder and crop as the app, so the network runs on them
+directly. Anything else is a ``--source`` of the app (``sources.open_source``) whose frames
+carry labels: the full pipeline runs (:class:`models.estimator.Estimator`: find the hand, crop,
+network), and predictions are compared in the labels' joint layout (``models.joints``
+layouts: NYU 14, ICVL 16, MSRA 21 are fixed linear maps of our 21 joints). Frames where no
+hand is found count as failures in the success curve and are left out of the mean errors
+(both reported).
+
+Metrics (mm, camera frame; ``models.metrics``):
+
+* mean and median 3D joint error, per-joint mean error;
+* success: the fraction of frames whose LARGEST joint error is at most 10, 20, ... 80 mm, and
+  the curve as a PNG (``--curve``);
+* vertex error: mean distance of the HAND vertices (the forearm stub excluded) to the labels'
+  mesh, for models with a mesh, on the synthetic split;
+* pose validity: the share of frames with a bone-pair angle beyond the anatomical maximum
+  (:func:`models.losses.anatomical_angle_thresholds` + ``ANGLE_MARGIN_DEG``, measured on the
+  JOINTS so every method is judged alike; the labels of the test split score 0);
+* bone-length error: mean |predicted − true| bone length over the 20 bones, mm (the test
+  split's hands all differ, so a spread across frames means nothing there); on a labelled
+  sequence of one hand also the spread (coefficient of variation) of each bone over frames.
+
+Output: a table on stdout, ``--json OUT`` with every number (and the per-joint errors).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
+
+import numpy as np
+import torch
+
+from models.data import shard_paths
+from models.hand_layer import HandLayer
+from models.joints import CONNECTIONS, JOINT_NAMES, get_layout
+from models.losses import anatomical_angle_thresholds, angles_over_threshold
+from models.metrics import EvalSummary, joint_errors, success_curve_png, summarize
+
+#: Slack on the anatomical maximum bend of each bone pair before a pose counts as invalid, deg.
+#: Our template's rest bones are up to 11 deg from collinear, so a pose inside the joint limits
+#: can bend a pair that much beyond the collinear-bones maximum.
+ANGLE_MARGIN_DEG = 15.0
+
+
+class Predictions(NamedTuple):
+    """Predictions and labels of N frames, camera frame, mm. found (N,) bool."""
+
+    joints: np.ndarray            # (N, 21, 3) predicted (NaN where not found)
+    labels: np.ndarray            # (N, K, 3) in ``layout``
+    layout: str
+    vertices: np.ndarray | None   # (N, V, 3) predicted
+    label_vertices: np.ndarray | None
+    found: np.ndarray
+    seconds: float
+
+
+# --------------------------------------------------------------------------- metrics (pure)
+
+
+def invalid_pose_share(joints_mm: np.ndarray, margin_deg: float = ANGLE_MARGIN_DEG) -> float:
+    """Share of frames (N, 21, 3) with any bone-pair angle beyond its anatomical maximum + margin."""
+    if len(joints_mm) == 0:
+        return float("nan")
+    th = anatomical_angle_thresholds(math.radians(margin_deg))
+    over = angles_over_threshold(torch.as_tensor(joints_mm, dtype=torch.float64), th)
+    return float(over.any(1).double().mean())
+
+
+def bone_lengths(joints_mm: np.ndarray) -> np.ndarray:
+    """(N, 21, 3) -> (N, 20) bone lengths, mm, in ``CONNECTIONS`` order."""
+    a, b = (np.array(c) for c in zip(*CONNECTIONS))
+    return np.linalg.norm(joints_mm[:, b] - joints_mm[:, a], axis=-1)
+
+
+def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None) -> dict[str, Any]:
+    """Every number of one evaluation (JSON-ready)."""
+    layout = get_layout(pred.layout)
+    f = pred.found
+    out: dict[str, Any] = {"frames": int(len(f)), "hand_found": float(f.mean()) if len(f) else float("nan"),
+                           "layout": pred.layout, "seconds": round(pred.seconds, 2)}
+    if not f.any():
+        return out
+    mapped = np.einsum("kj,njc->nkc", layout.matrix, pred.joints[f])
+    s: EvalSummary = summarize(joint_errors(mapped, pred.labels[f]))
+    # Success over ALL frames: a frame without a hand never succeeds.
+    per_frame_max = np.full(len(f), np.inf)
+    per_frame_max[f] = np.linalg.norm(mapped - pred.labels[f], axis=-1).max(1)
+    thresholds = s.thresholds_mm
+    success = (per_frame_max[None, :] <= thresholds[:, None]).mean(1)
+    out.update({
+        "mean_mm": s.mean_mm, "median_mm": s.median_mm,
+        "per_joint_mm": dict(zip(layout.names, np.round(s.per_joint_mean_mm, 2).tolist())),
+        "success": {str(int(t)): float(success[int(t)]) for t in (10, 20, 30, 40, 50, 60, 70, 80)},
+        "curve": [thresholds.tolist(), success.tolist()],
+        "auc": float(np.trapezoid(success, thresholds) / (thresholds[-1] - thresholds[0])),
+        "invalid_pose": invalid_pose_share(pred.joints[f]),
+    })
+    if pred.layout == "canonical":
+        out["bone_error_mm"] = float(np.abs(bone_lengths(pred.joints[f]) - bone_lengths(pred.labels[f])).mean())
+        out["invalid_pose_labels"] = invalid_pose_share(pred.labels[f])
+    if pred.vertices is not None and pred.label_vertices is not None:
+        m = slice(None) if hand_vertex_mask is None else hand_vertex_mask
+        out["vertices_mm"] = float(np.linalg.norm(pred.vertices[f][:, m] - pred.label_vertices[f][:, m],
+                                                  axis=-1).mean())
+    return out
+
+
+# --------------------------------------------------------------------------- running models
+
+
+def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = None, batch: int = 250,
+                   with_vertices: bool = True) -> Predictions:
+    """Run ``predictor`` on the crops of a shard directory (or files), in file order."""
+    from models.synth import load_shard
+
+    layer = HandLayer()
+    joints, labels, verts, label_verts = [], [], [], []
+    n, t = 0, 0.0
+    for path in shard_paths(split):
+        z = load_shard(path)
+        count = len(z["patch"]) if max_frames is None else min(len(z["patch"]), max_frames - n)
+        for i in range(0, count, batch):
+            sl = slice(i, min(i + batch, count))
+            patch = z["patch"][sl].astype(np.float32)[:, None]
+            t0 = time.perf_counter()
+            j, v = predictor(patch)
+            t += time.perf_counter() - t0
+            com = z["com_mm"][sl].astype(np.float64)[:, None]
+            joints.append(j + com)
+            labels.append(z["joints_mm"][sl].astype(np.float64))
+            if with_vertices and v is not None:
+                verts.append(v + com)
+                with torch.no_grad():
+                    lv = layer(*(torch.as_tensor(z[k][sl], dtype=torch.float32)
+                                 for k in ("theta", "alpha", "beta", "wrist"))).vertices
+                label_verts.append(lv.numpy().astype(np.float64))
+        n += count
+        if max_frames is not None and n >= max_frames:
+            break
+    if n == 0:
+        raise ValueError(f"{split}: no frames")
+    return Predictions(np.concatenate(joints), np.concatenate(labels), "canonical",
+                       np.concatenate(verts) if verts else None, np.concatenate(label_verts) if label_verts else None,
+                       np.ones(n, bool), t)
+
+
+def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
+                   max_frames: int | None = None) -> Predictions:
+    """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s."""
+    from models.estimator import Estimator, EstimatorConfig
+
+    est = Estimator(predictor, EstimatorConfig(hand=hand))
+    joints, labels, found = [], [], []
+    layout = None
+    t0 = time.perf_counter()
+    for k, frame in enumerate(frames):
+        if max_frames is not None and k >= max_frames:
+            break
+        if frame.labels is None:
+            continue
+        if layout is None:
+            layout = frame.labels.layout
+        elif frame.labels.layout != layout:
+            raise ValueError(f"frame {frame.source_id}: labels in layout {frame.labels.layout}, expected {layout}")
+        e = est(frame.depth_mm, frame.intrinsics)
+        found.append(e.hand_found)
+        joints.append(e.joints_mm if e.hand_found else np.full((21, 3), np.nan))
+        labels.append(np.asarray(frame.labels.xyz_mm, dtype=np.float64))
+    if not labels:
+        raise ValueError("no labelled frames in the source (labels are needed to evaluate)")
+    return Predictions(np.stack(joints), np.stack(labels), layout, None, None, np.array(found),
+                       time.perf_counter() - t0)
+
+
+def batch1_latency_ms(predictor: Any, size: int, runs: int = 200) -> dict[str, float]:
+    """Median and p99 time of one crop through the predictor (after 20 warm-up runs), ms."""
+    x = np.ones((1, 1, size, size), np.float32)
+    for _ in range(20):
+        predictor(x)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        predictor(x)
+        times.append(1e3 * (time.perf_counter() - t))
+    return {"median": float(np.median(times)), "p99": float(np.percentile(times, 99))}
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _format(name: str, r: dict[str, Any]) -> str:
+    if "mean_mm" not in r:
+        return f"{name:<28} frames {r['frames']}, no hand found"
+    vert = f"{r['vertices_mm']:7.2f}" if "vertices_mm" in r else "      -"
+    lat = f"{r['latency_ms']['median']:6.2f}" if "latency_ms" in r else "     -"
+    return (f"{name:<28} {r['mean_mm']:7.2f} {r['median_mm']:7.2f} {vert} {r['success']['20']:6.3f} "
+            f"{r['success']['40']:6.3f} {r['invalid_pose']:7.3f} {r['hand_found']:6.3f} {lat} {r.get('parameters', 0):>9,}")
+
+
+HEADER = (f"{'model':<28} {'mean':>7} {'median':>7} {'vertex':>7} {'<20mm':>6} {'<40mm':>6} {'invalid':>7} "
+          f"{'found':>6} {'ms':>6} {'params':>9}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", action="append", required=True, help="a .pt or .onnx model (repeatable)")
+    ap.add_argument("--data", default="data/synth/test", help="shard directory or an app --source with labels")
+    ap.add_argument("--labels", default=None, help="labels file for a PNG folder or a recording")
+    ap.add_argument("--hand", choices=("right", "left"), default="right")
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--provider", default="cpu", help="ONNX Runtime provider for .onnx models")
+    ap.add_argument("--latency", action="store_true", help="also time batch-1 inference (one thread)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
+    a = ap.parse_args(argv)
+
+    from models.estimator import load_predictor
+    from models.train import hand_vertex_mask
+
+    is_shards = Path(a.data).is_dir() and any(Path(a.data).glob("shard_*.npz"))
+    results: dict[str, Any] = {}
+    print(f"data: {a.data}", file=sys.stderr)
+    print(HEADER)
+    for model in a.model:
+        try:
+            predictor = load_predictor(model, a.provider)
+            if is_shards:
+                pred = predict_shards(predictor, a.data, a.max_frames)
+            else:
+                from sources import open_source
+
+                with open_source(a.data, labels=a.labels) as src:
+                    pred = predict_frames(predictor, src, a.hand, a.max_frames)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            print(f"error: {model}: {exc}", file=sys.stderr)
+            return 2
+        r = summary_record(pred, hand_vertex_mask().numpy())
+        net = getattr(predictor, "net", None)
+        if net is not None:
+            r["parameters"] = sum(p.numel() for p in net.parameters())
+        if a.latency:
+            torch.set_num_threads(1)
+            r["latency_ms"] = batch1_latency_ms(predictor, predictor.crop.size)
+        name = Path(model).parent.name if Path(model).stem == "last" else Path(model).stem
+        results[name] = r
+        print(_format(name, r), flush=True)
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        a.json.write_text(json.dumps({"data": a.data, "results": results}, indent=1))
+    if a.curve:
+        curves = {k: (np.array(v["curve"][0]), np.array(v["curve"][1])) for k, v in results.items() if "curve" in v}
+        a.curve.parent.mkdir(parents=True, exist_ok=True)
+        success_curve_png(curves, a.curve)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
