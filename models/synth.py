@@ -213,8 +213,7 @@ class Renderer:
         from models.handfind import find_hand, track_hand
         from models.joints import palm_centre
         from models.sampling import View
-        from models.scene import sample_scene
-        from models.sensor import apply_sensor, sample_sensor
+        from models.sensor import sample_sensor
 
         cfg, policy = self.cfg, self.policy
         palm = palm_centre(joints)
@@ -229,9 +228,7 @@ class Renderer:
             u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
         win = intr.window(u0, v0, w, h)
         egocentric = view == int(View.EGOCENTRIC)
-        scene = sample_scene(rng, verts, joints, intr, "egocentric" if egocentric else "third_person", self.scene_cfg)
-        hit = self._raycast([(verts, self.faces)] + [(m.vertices, m.faces) for m in scene], win)
-        depth = apply_sensor(hit.depth, win, sensor, rng, normals=hit.normals, window_u0=u0)
+        depth, hit = self.render_depth(rng, sensor, intr, (u0, v0, w, h), verts, joints, egocentric)
         if egocentric or rng.random() < policy.track_share:
             previous = joints + rng.normal(0.0, policy.track_noise_mm, 3) + rng.normal(0.0, 3.0, (21, 3))
             det = track_hand(depth, win, previous, self.finder_cfg)
@@ -265,6 +262,24 @@ class Renderer:
         if cfg.full_frames:
             frame["frame"] = depth
         return frame
+
+    def render_depth(self, rng: np.random.Generator, sensor, intr: Intrinsics, window: tuple[int, int, int, int],
+                     verts: np.ndarray, joints: np.ndarray, egocentric: bool):
+        """The hand in a sampled scene, ray-cast inside ``window`` and seen through ``sensor``.
+
+        sensor: a ``models.sensor.SensorModel``; intr: the full frame's intrinsics; window:
+        (u0, v0, width, height) pixels of it; verts (V, 3), joints (21, 3): the hand, mm,
+        camera frame. Returns (depth (h, w) float32 mm with 0 = invalid, the ideal ray-cast
+        ``RaycastResult``). The live source ``sources.synthetic`` renders whole frames with it.
+        """
+        from models.scene import sample_scene
+        from models.sensor import apply_sensor
+
+        u0, v0, w, h = window
+        win = intr.window(u0, v0, w, h)
+        scene = sample_scene(rng, verts, joints, intr, "egocentric" if egocentric else "third_person", self.scene_cfg)
+        hit = self._raycast([(verts, self.faces)] + [(m.vertices, m.faces) for m in scene], win)
+        return apply_sensor(hit.depth, win, sensor, rng, normals=hit.normals, window_u0=u0), hit
 
     def _raycast(self, meshes: list, win: Intrinsics):
         """Ray-cast the window; at most ``max_rays_per_crop_px`` rays per crop pixel across.
