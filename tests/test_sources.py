@@ -90,7 +90,7 @@ def canonical_joints(seed: int) -> np.ndarray:
     return rng.uniform(-80, 80, (21, 3)) + [0.0, 0.0, 450.0]
 
 
-def write_png_folder(folder: Path, scale: float = 0.001, use_save: bool = False) -> dict:
+def write_png_folder(folder: Path, scale: float = 0.001, use_save: bool = False, fps: float | None = None) -> dict:
     """Three 16-bit PNGs (written out of name order), intrinsics.json, labels for two."""
     folder.mkdir(parents=True, exist_ok=True)
     intr = Intrinsics(60.5, 61.0, 19.25, 14.75, 40, 30, scale, name="png test")
@@ -98,6 +98,8 @@ def write_png_folder(folder: Path, scale: float = 0.001, use_save: bool = False)
         intr.save(folder / "intrinsics.json")
     else:
         short = {k: getattr(intr, k) for k in ("fx", "fy", "cx", "cy", "width", "height", "depth_scale")}
+        if fps is not None:
+            short["fps"] = fps
         (folder / "intrinsics.json").write_text(json.dumps(short))
     rng = np.random.default_rng(3)
     raws = {}
@@ -116,16 +118,17 @@ def write_png_folder(folder: Path, scale: float = 0.001, use_save: bool = False)
     return {"intr": intr, "raws": raws, "joints": joints}
 
 
-@pytest.mark.parametrize("scale, use_save", [(0.001, False), (0.000125, True)])
-def test_png_folder_reads_back_exactly(tmp_path, scale, use_save):
-    fixture = write_png_folder(tmp_path / "clip", scale, use_save)
+@pytest.mark.parametrize("scale, use_save, fps", [(0.001, False, 15), (0.000125, True, None)])
+def test_png_folder_reads_back_exactly(tmp_path, scale, use_save, fps):
+    fixture = write_png_folder(tmp_path / "clip", scale, use_save, fps)
     with open_source(str(tmp_path / "clip")) as source:
         assert source.num_frames == 3 and "\n" not in source.name
         assert (source.intrinsics.fx, source.intrinsics.cy, source.intrinsics.depth_scale) == (60.5, 14.75, scale)
         frames = list(source)
     assert [f.source_id for f in frames] == ["frame_1.png", "frame_2.png", "frame_10.png"]  # natural order
     assert [f.index for f in frames] == [0, 1, 2]
-    assert [f.timestamp_ms for f in frames] == pytest.approx([0.0, 1000 / 30, 2000 / 30])  # ms
+    period_ms = 1000 / (fps or 30)  # intrinsics.json's "fps", else 30
+    assert [f.timestamp_ms for f in frames] == pytest.approx([0.0, period_ms, 2 * period_ms])  # ms
     for frame in frames:
         raw = fixture["raws"][frame.source_id]
         assert frame.depth_mm.dtype == np.float32 and frame.depth_mm.shape == (30, 40)
