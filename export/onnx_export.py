@@ -6,6 +6,7 @@ Shapes and units are those of the exported module (the hand layer: θ (B, 26) ra
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -35,7 +36,9 @@ def export_module(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], p
                   metadata: dict[str, str] | None = None) -> Path:
     """Export ``module`` with the dynamo-based exporter; batch dimension 0 dynamic if asked.
 
-    ``metadata`` is written into the model's ``metadata_props`` (strings).
+    The exporter's optimiser folds constants and batch norms and removes dead nodes.
+    ``metadata`` is written into the model's ``metadata_props`` (strings). For a dynamic batch
+    give example inputs with a batch of at least 2 (torch.export specialises a size of 1).
     """
     import onnx
 
@@ -44,14 +47,21 @@ def export_module(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], p
     dynamic_shapes = None
     if dynamic_batch:
         batch = torch.export.Dim("batch", min=1, max=4096)
-        dynamic_shapes = {name: {0: batch} for name in input_names}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(), example_inputs, str(path), input_names=list(input_names),
-            output_names=list(output_names), dynamic_shapes=dynamic_shapes, dynamo=True,
-            external_data=False, verbose=False,
-        )
+        dynamic_shapes = tuple({0: batch} for _ in input_names)  # positional: any argument names
+    # The exporter logs a warning per missing torchvision operator; none of ours is one.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(), example_inputs, str(path), input_names=list(input_names),
+                output_names=list(output_names), dynamic_shapes=dynamic_shapes, dynamo=True,
+                external_data=False, verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
     model = onnx.load(str(path))
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()
