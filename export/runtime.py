@@ -107,7 +107,8 @@ def _silenced() -> Iterator[None]:
     try:
         os.dup2(null, 1)
         os.dup2(null, 2)
-        yield
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield  # Python-level writes too, where sys.stdout is not file descriptor 1 (pytest)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -136,9 +137,9 @@ def provider_works(name: str) -> bool:
     return name in session.get_providers()
 
 
-def working_providers() -> list[str]:
-    """The providers of :data:`PROVIDER_ORDER` that load here, best first."""
-    return [p for p in PROVIDER_ORDER if provider_works(p)]
+def working_providers(candidates: Sequence[str] = PROVIDER_ORDER) -> list[str]:
+    """The ``candidates`` that load here, in their order."""
+    return [p for p in candidates if provider_works(p)]
 
 
 def tensorrt_options(cache_dir: str | Path = DEFAULT_TRT_CACHE, *, fp16: bool = False,
@@ -191,7 +192,9 @@ def select_providers(request: str = "auto", trt_options: dict[str, str] | None =
     with the choice through ``log`` (None: silent). Raises ValueError for an unknown request
     and :class:`ProviderUnavailableError` when an explicitly named provider does not load.
     """
-    working = working_providers()
+    if request not in REQUESTS:
+        raise ValueError(f"provider: expected one of {sorted(REQUESTS)}, got {request!r}")
+    working = working_providers(REQUESTS[request])  # "cpu" probes nothing
     chosen = choose_providers(request, working)
     if log is not None:
         log(describe_choice(request, chosen, working))
