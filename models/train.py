@@ -11,7 +11,7 @@ One run lives in one directory (``--out``, default ``runs/<name>``):
 Running the same command again resumes from ``last.pt`` (same config required) and continues
 to ``--steps``; raising ``--steps`` on a finished run trains it further (the cosine schedule is
 stretched to the new end). ``--minutes`` stops a run early after that much wall time (it stays
-resumable). Seeds: the network's initialisation and every batch (order and augmentation) are
+resumable), ``--stop-at N`` at step N. Seeds: the network's initialisation and every batch (order and augmentation) are
 functions of ``--seed`` and the step, so a run resumed from a checkpoint sees the same batches
 it would have seen uninterrupted. Uses CUDA when present (``--device``).
 
@@ -75,6 +75,8 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_min: float = 5.0
     minutes: float = 0.0            # 0: no wall-time limit
+    stop_at: int = 0                # > 0: stop (resumable) at this step, the schedule unchanged
+    augment: int = 1                # 0: no augmentation (tests, overfitting checks)
     device: str = "auto"
 
 
@@ -266,7 +268,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
     print(f"{cfg.name}: {net_cfg.method}, {count_parameters(net):,} parameters, device {device}, "
           f"batch {cfg.batch}, steps {cfg.steps}", file=sys.stderr)
 
-    loader = make_loader(cfg.train, cfg.batch, TRAIN_AUGMENT, seed=cfg.seed, workers=cfg.workers, drop_last=True)
+    loader = make_loader(cfg.train, cfg.batch, TRAIN_AUGMENT if cfg.augment else None, seed=cfg.seed, workers=cfg.workers, drop_last=True)
     val_loader = make_loader(cfg.val, 250, None, seed=0, workers=0, shuffle=False) if cfg.val else None
     vertex_mask = hand_vertex_mask()
     lo_np, hi_np = theta_limits()
@@ -283,7 +285,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
     last: dict[str, Any] = {}
     net.train()
     try:
-        while step < cfg.steps and not stop["flag"]:
+        while step < cfg.steps and not stop["flag"] and not (cfg.stop_at > 0 and step >= cfg.stop_at):
             epoch, within = divmod(step, per_epoch)
             set_epoch(loader, epoch, within * cfg.batch)
             for batch in loader:
@@ -317,7 +319,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                 if now - t_ckpt > cfg.checkpoint_min * 60:
                     save_checkpoint(ckpt_path, net, opt, step, elapsed, net_cfg, cfg)
                     t_ckpt = now
-                if (step >= cfg.steps or stop["flag"]
+                if (step >= cfg.steps or stop["flag"] or (cfg.stop_at > 0 and step >= cfg.stop_at)
                         or (cfg.minutes > 0 and now - t_start > cfg.minutes * 60)):
                     stop["flag"] = stop["flag"] or step < cfg.steps
                     break

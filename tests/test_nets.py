@@ -1,0 +1,231 @@
+"""Tests of models/nets.py, models/train.py and models/evaluate.py: networks, training, metrics."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.evaluate import ANGLE_MARGIN_DEG, Predictions, bone_lengths, invalid_pose_share, summary_record
+from models.geometry import axis_angle_to_matrix
+from models.hand_layer import HandLayer
+from models.nets import METHODS, HandNet, NetConfig, count_parameters, multiply_adds, rotation_from_6d
+from models.poses import named_theta
+from models.skeleton import ARTICULATION, theta_limits
+from models.synth import Renderer, SynthConfig, render_shard, write_shard
+from models.train import TrainConfig, learning_rate, load_model, main as train_main, mean_distance_mm
+
+
+@pytest.fixture(scope="module")
+def layer():
+    return HandLayer()
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    """One 32-frame train shard and one 16-frame val shard from the generator's own functions."""
+    root = tmp_path_factory.mktemp("synth")
+    renderer = Renderer(SynthConfig(chunk=16, seed=3))
+    cameras = [c for c, _ in renderer.cfg.cameras]
+    for split, n in (("train", 32), ("val", 16)):
+        arrays, _ = render_shard(renderer, split, 0, n)
+        write_shard(root / split / "shard_00000.npz", arrays, {"split": split, "shard": 0, "cameras": cameras})
+    return root
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def test_rotation_from_6d_is_a_rotation_and_keeps_the_first_column():
+    x = torch.randn(64, 6, dtype=torch.float64)
+    r = rotation_from_6d(x)
+    eye = torch.eye(3, dtype=torch.float64).expand(64, 3, 3)
+    assert torch.allclose(r.transpose(1, 2) @ r, eye, atol=1e-9)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(64, dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(r[:, :, 0], x[:, :3] / x[:, :3].norm(dim=1, keepdim=True), atol=1e-9)
+    # The two columns of a rotation give it back exactly.
+    r0 = axis_angle_to_matrix(torch.randn(8, 3, dtype=torch.float64))
+    assert torch.allclose(rotation_from_6d(torch.cat((r0[:, :, 0], r0[:, :, 1]), 1)), r0, atol=1e-9)
+
+
+def test_root_rotation_matrix_equals_axis_angle(layer):
+    theta = torch.as_tensor(np.stack([named_theta("fist"), named_theta("point")]), dtype=torch.float32)
+    a = layer(theta)
+    b = layer(theta * torch.tensor([0.0] * 3 + [1.0] * 23), root_rotation=axis_angle_to_matrix(theta[:, :3]))
+    assert torch.allclose(a.joints, b.joints, atol=1e-4) and torch.allclose(a.vertices, b.vertices, atol=1e-4)
+    with pytest.raises(ValueError, match="root_rotation"):
+        layer(theta, root_rotation=torch.eye(3).expand(3, 3, 3))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_builds_and_runs(method):
+    torch.manual_seed(0)
+    net = HandNet(NetConfig(method=method)).eval()
+    out = net(torch.rand(2, 1, 96, 96) * 2 - 1)
+    assert out.joints.shape == (2, 21, 3) and torch.isfinite(out.joints).all()
+    assert (out.vertices is not None) == NetConfig(method=method).uses_layer
+    # Sizes the README states: about 0.9 M parameters and 29 M multiply-adds for the 2D nets.
+    if method != "hand3d":
+        assert 0.85e6 < count_parameters(net) < 1.0e6
+        assert 28e6 < multiply_adds(net) < 30e6
+
+
+def test_bounded_head_stays_inside_the_joint_limits():
+    torch.manual_seed(1)
+    net = HandNet(NetConfig(method="deephps")).eval()
+    with torch.no_grad():
+        net.head.out.bias[9:29] = 100.0 * torch.tensor([1.0, -1.0] * 10)  # saturate every sigmoid
+        net.head.out.bias[29:] = 100.0
+        out = net(torch.rand(16, 1, 96, 96) * 2 - 1)
+    lo, hi = (torch.as_tensor(x[ARTICULATION], dtype=torch.float32) for x in theta_limits())
+    art = out.theta[:, ARTICULATION]
+    assert (art >= lo - 1e-6).all() and (art <= hi + 1e-6).all()
+    assert torch.allclose(art[:, 0::2], hi[0::2].expand(16, 10), atol=1e-5)  # saturated at the limits
+    assert torch.allclose(art[:, 1::2], lo[1::2].expand(16, 10), atol=1e-5)
+    assert torch.allclose(out.alpha, torch.full((16, 6), 1.2), atol=1e-5)
+
+
+def test_deepmodel_has_template_shape_and_free_articulations():
+    net = HandNet(NetConfig(method="deepmodel")).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 1, 96, 96))
+    assert torch.equal(out.alpha, torch.ones(1, 6)) and torch.equal(out.beta, torch.zeros(1, 7))
+    lo, hi = theta_limits()
+    # Free articulations start at the middle of their ranges (bias), give or take the weights.
+    mid = torch.as_tensor(0.5 * (lo + hi)[ARTICULATION], dtype=torch.float32)
+    assert (out.theta[0, ARTICULATION] - mid).abs().max() < 0.5
+
+
+def test_network_output_is_in_normalised_units(layer):
+    """The head's joints equal the layer's joints (mm, relative to the COM) / (cube / 2)."""
+    net = HandNet(NetConfig(method="deephps"), cube_mm=250.0, layer=layer).eval()
+    with torch.no_grad():
+        out = net(torch.zeros(1, 1, 96, 96))
+        again = layer(out.theta, out.alpha, out.beta, root_rotation=out.rotation)
+    assert torch.allclose(out.joints * 125.0, again.joints, atol=1e-4)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_mean_distance_mm_hand_computed():
+    pred = torch.zeros(2, 2, 3)
+    target = torch.zeros(2, 2, 3)
+    target[0, 0, 0] = 0.03   # 0.03 x 125 mm = 3.75 mm
+    target[1, 1, 1] = 0.04   # 5 mm
+    half = torch.full((2, 1, 1), 125.0)
+    assert math.isclose(float(mean_distance_mm(pred, target, half)), (3.75 + 5.0) / 4, rel_tol=1e-6)
+    w = torch.tensor([True, False])
+    assert math.isclose(float(mean_distance_mm(pred, target, half, w)), 3.75 / 2, rel_tol=1e-6)
+
+
+def test_learning_rate_schedule():
+    cfg = TrainConfig(steps=1000, warmup=100, lr=1e-3)
+    assert math.isclose(learning_rate(0, cfg), 1e-5)
+    assert math.isclose(learning_rate(99, cfg), 1e-3)
+    assert math.isclose(learning_rate(100, cfg), 1e-3)
+    assert math.isclose(learning_rate(550, cfg), 1e-3 * (0.01 + 0.99 * 0.5), rel_tol=1e-9)
+    assert math.isclose(learning_rate(1000, cfg), 1e-5, rel_tol=1e-9)
+
+
+def _train(shard_dir, out, steps, method="deephps", extra=()):
+    args = ["--method", method, "--train", str(shard_dir / "train"), "--val", str(shard_dir / "val"),
+            "--steps", str(steps), "--batch", "8", "--workers", "0", "--warmup", "2", "--log-every", "1",
+            "--val-every", str(steps), "--val-frames", "16", "--lr", "3e-3", "--width", "8", "--hidden", "64",
+            "--out", str(out), *extra]
+    assert train_main(args) == 0
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_tiny_training_run_reduces_the_loss(shard_dir, tmp_path):
+    log = _train(shard_dir, tmp_path / "run", 40, "direct_joints", extra=("--augment", "0"))
+    first = np.mean([r["joints_mm"] for r in log[:5]])
+    last = np.mean([r["joints_mm"] for r in log[-5:]])
+    assert last < 0.8 * first, (first, last)  # measured: 62 -> 43 mm
+    assert "val_joints_mm" in log[-1] and log[-1]["val_frames"] == 16
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(shard_dir, tmp_path):
+    _train(shard_dir, tmp_path / "once", 6)
+    _train(shard_dir, tmp_path / "twice", 6, extra=("--stop-at", "3"))
+    _train(shard_dir, tmp_path / "twice", 6)           # resumes at step 3
+    a = torch.load(tmp_path / "once" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "twice" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 6
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k].float(), b["model"][k].float(), atol=1e-5), k
+    net = load_model(tmp_path / "once" / "last.pt")
+    assert not net.training and net.cfg.method == "deephps"
+
+
+def test_resume_refuses_another_network(shard_dir, tmp_path):
+    _train(shard_dir, tmp_path / "run", 1)
+    args = ["--method", "sdnet", "--train", str(shard_dir / "train"), "--val", "", "--steps", "2", "--batch", "8",
+            "--workers", "0", "--out", str(tmp_path / "run")]
+    assert train_main(args) == 2
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_model(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_model(bad)
+
+
+# --------------------------------------------------------------------------- evaluation metrics
+
+
+def _pose_joints(layer, names):
+    theta = torch.as_tensor(np.stack([named_theta(n) for n in names]), dtype=torch.float32)
+    with torch.no_grad():
+        return layer(theta).joints.numpy().astype(np.float64)
+
+
+def test_invalid_pose_share_on_real_and_broken_hands(layer):
+    joints = _pose_joints(layer, ["rest", "fist", "point", "pinch", "spread"])
+    assert invalid_pose_share(joints) == 0.0
+    broken = joints.copy()
+    # Fold the index fingertip straight back over its DIP (a 180 degree bend): invalid.
+    broken[1, 8] = broken[1, 7] - (broken[1, 8] - broken[1, 7])
+    assert invalid_pose_share(broken) == pytest.approx(1 / 5)
+    assert ANGLE_MARGIN_DEG == 15.0
+
+
+def test_bone_lengths_hand_computed():
+    j = np.zeros((1, 21, 3))
+    j[0, 1] = [3.0, 4.0, 0.0]     # wrist -> thumb CMC: 5 mm
+    j[0, 2] = [3.0, 4.0, 12.0]    # CMC -> MCP: 12 mm
+    b = bone_lengths(j)
+    assert b.shape == (1, 20) and b[0, 0] == pytest.approx(5.0) and b[0, 1] == pytest.approx(12.0)
+
+
+def test_summary_record_hand_computed(layer):
+    labels = _pose_joints(layer, ["rest", "fist", "point", "pinch"])
+    pred = labels.copy()
+    pred[0] += [3.0, 4.0, 0.0]            # every joint 5 mm off
+    pred[1, 8] += [0.0, 0.0, 30.0]        # one joint 30 mm off
+    found = np.array([True, True, True, False])
+    pred[3] = np.nan
+    r = summary_record(Predictions(pred, labels, "canonical", None, None, found, 1.0))
+    assert r["frames"] == 4 and r["hand_found"] == 0.75
+    assert r["mean_mm"] == pytest.approx((21 * 5.0 + 30.0) / 63)
+    assert r["median_mm"] == pytest.approx(0.0)
+    # Largest errors per frame: 5, 30, 0 and not found -> success at 10 mm is 2 of 4 frames.
+    assert r["success"]["10"] == 0.5 and r["success"]["30"] == 0.75 and r["success"]["80"] == 0.75
+    # Frame 0 is only moved (bones unchanged); in frame 1 one bone (index DIP -> tip) changed.
+    stretched = np.linalg.norm(pred[1, 8] - pred[1, 7]) - np.linalg.norm(labels[1, 8] - labels[1, 7])
+    assert r["bone_error_mm"] == pytest.approx(abs(stretched) / (3 * 20))
+    assert r["invalid_pose_labels"] == 0.0
+
+
+def test_summary_record_maps_to_the_labels_layout(layer):
+    from models.joints import get_layout
+
+    joints = _pose_joints(layer, ["fist", "point"])
+    nyu = np.einsum("kj,njc->nkc", get_layout("nyu14").matrix, joints)
+    r = summary_record(Predictions(joints, nyu, "nyu14", None, None, np.ones(2, bool), 1.0))
+    assert r["mean_mm"] == pytest.approx(0.0, abs=1e-9) and len(r["per_joint_mm"]) == 14
