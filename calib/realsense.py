@@ -460,81 +460,132 @@ def write_depth_recording(
     returns the path. Raises ValueError/TypeError for bad input, FileExistsError,
     FileNotFoundError for a missing folder, SourceError if librealsense fails.
     """
-    path = Path(path)
-    if path.suffix != ".db3":
-        raise ValueError(
-            f"write_depth_recording: pyrealsense2 2.59 records ROS2 .db3 files only; expected a "
-            f"path ending in '.db3', got {path.name!r}"
-        )
-    if not isinstance(intr, Intrinsics):
-        raise TypeError(f"write_depth_recording: intr expected calib.Intrinsics, got {type(intr).__name__}")
     if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
         raise ValueError(f"write_depth_recording: fps expected a positive int, got {fps!r}")
+    if not isinstance(intr, Intrinsics):
+        raise TypeError(f"write_depth_recording: intr expected calib.Intrinsics, got {type(intr).__name__}")
     frames = _checked_frames(depth_frames, intr)
     stamps = _checked_timestamps(timestamps_ms, len(frames), fps)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"write_depth_recording: folder not found: {path.parent}")
-    if path.exists() or path.is_symlink():
-        if not (overwrite and path.is_file()):
-            raise FileExistsError(
-                f"write_depth_recording: {path} exists (the recorder would append to it); "
-                f"pass overwrite=True to replace a file"
-            )
-        path.unlink()
-
-    rs = _rs()
-    device = rs.software_device()
-    device.register_info(rs.camera_info.name, device_name)
-    device.register_info(rs.camera_info.serial_number, serial)
-    sensor = device.add_sensor("Depth")
-    stream = rs.video_stream()
-    stream.type = rs.stream.depth
-    stream.index = 0
-    stream.uid = 0
-    stream.width, stream.height = intr.width, intr.height
-    stream.fps = fps
-    stream.bpp = 2
-    stream.fmt = rs.format.z16
-    stream.intrinsics = intrinsics_to_rs(intr)
-    profile = sensor.add_video_stream(stream).as_video_stream_profile()
-    sensor.add_read_only_option(rs.option.depth_units, intr.depth_scale)
-
-    recorder = rs.recorder(str(path), device)
-    queue = rs.frame_queue(2)
-    opened = started = written = False
+    writer = DepthRecordingWriter(path, intr, fps, overwrite=overwrite, device_name=device_name, serial=serial,
+                                  what="write_depth_recording")
+    written = False
     try:
-        sensor.open(profile)
-        opened = True
-        sensor.start(queue)
-        started = True
         clock0 = time.perf_counter()
-        for number, (frame, stamp) in enumerate(zip(frames, stamps)):
+        for frame, stamp in zip(frames, stamps):
             if pace:
                 delay_s = (stamp - stamps[0]) / 1000.0 - (time.perf_counter() - clock0)
                 if delay_s > 0:
                     time.sleep(delay_s)
-            soft = rs.software_video_frame()
-            soft.pixels = frame
-            soft.bpp = 2
-            soft.stride = intr.width * 2
-            soft.timestamp = stamp
-            soft.domain = rs.timestamp_domain.hardware_clock
-            soft.frame_number = number
-            soft.profile = profile
-            soft.depth_units = intr.depth_scale
-            sensor.on_video_frame(soft)
+            writer.write(frame, stamp)
+        written = True
+    finally:
+        writer.close()
+        if not written and writer.path.is_file():
+            writer.path.unlink()  # do not leave a partial recording behind
+    return writer.path
+
+
+class DepthRecordingWriter:
+    """Writes depth frames one at a time to a RealSense recording (ROS2 ``.db3``) through a
+    software device and ``rs.recorder`` (what ``write_depth_recording`` and the app's
+    ``--record`` use). ``write(raw, timestamp_ms)`` records a frame as soon as it is given;
+    ``close()`` finalises the file (also on ``with`` exit). The frames are stamped with the
+    given sensor timestamps; the recorder stamps messages with their ARRIVAL time, which a
+    real-time playback replays (see ``write_depth_recording``'s ``pace``).
+
+    path: must end in ".db3"; its folder must exist; an existing file is refused unless
+    ``overwrite`` (the recorder would append to it). Raises ValueError / TypeError for bad
+    arguments, FileExistsError, FileNotFoundError, SourceError if librealsense fails.
+    """
+
+    def __init__(self, path: str | Path, intr: Intrinsics, fps: int = 30, *, overwrite: bool = False,
+                 device_name: str = "calib software depth camera", serial: str = "000000000000",
+                 what: str = "DepthRecordingWriter") -> None:
+        path = Path(path)
+        if path.suffix != ".db3":
+            raise ValueError(
+                f"{what}: pyrealsense2 2.59 records ROS2 .db3 files only; expected a "
+                f"path ending in '.db3', got {path.name!r}"
+            )
+        if not isinstance(intr, Intrinsics):
+            raise TypeError(f"{what}: intr expected calib.Intrinsics, got {type(intr).__name__}")
+        if isinstance(fps, bool) or not isinstance(fps, int) or fps <= 0:
+            raise ValueError(f"{what}: fps expected a positive int, got {fps!r}")
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"{what}: folder not found: {path.parent}")
+        if path.exists() or path.is_symlink():
+            if not (overwrite and path.is_file()):
+                raise FileExistsError(
+                    f"{what}: {path} exists (the recorder would append to it); "
+                    f"pass overwrite=True to replace a file"
+                )
+            path.unlink()
+        self.path, self.intr, self.what, self.frames = path, intr, what, 0
+        rs = _rs()
+        self._rs = rs
+        device = rs.software_device()
+        device.register_info(rs.camera_info.name, device_name)
+        device.register_info(rs.camera_info.serial_number, serial)
+        self._sensor = sensor = device.add_sensor("Depth")
+        stream = rs.video_stream()
+        stream.type = rs.stream.depth
+        stream.index = 0
+        stream.uid = 0
+        stream.width, stream.height = intr.width, intr.height
+        stream.fps = fps
+        stream.bpp = 2
+        stream.fmt = rs.format.z16
+        stream.intrinsics = intrinsics_to_rs(intr)
+        self._profile = sensor.add_video_stream(stream).as_video_stream_profile()
+        sensor.add_read_only_option(rs.option.depth_units, intr.depth_scale)
+        self._recorder = rs.recorder(str(path), device)
+        self._queue = rs.frame_queue(2)
+        self._opened = self._started = False
+        try:
+            sensor.open(self._profile)
+            self._opened = True
+            sensor.start(self._queue)
+            self._started = True
+        except RuntimeError as exc:
+            self.close()
+            raise SourceError(f"{what}: librealsense failed: {_one_line(exc)}") from exc
+
+    def write(self, raw: np.ndarray, timestamp_ms: float) -> None:
+        """Record one (H, W) uint16 frame (raw units) with its sensor timestamp (ms)."""
+        if self._recorder is None:
+            raise ValueError(f"{self.what}: {self.path} is closed")
+        frame = _checked_frames([raw], self.intr)[0]
+        rs = self._rs
+        soft = rs.software_video_frame()
+        soft.pixels = frame
+        soft.bpp = 2
+        soft.stride = self.intr.width * 2
+        soft.timestamp = float(timestamp_ms)
+        soft.domain = rs.timestamp_domain.hardware_clock
+        soft.frame_number = self.frames
+        soft.profile = self._profile
+        soft.depth_units = self.intr.depth_scale
+        try:
+            self._sensor.on_video_frame(soft)
             # The recorder writes a frame while dispatching it; waiting for it here keeps the
             # pixel buffer alive until then and keeps the queue from dropping anything.
-            queue.wait_for_frame(5000)  # raises RuntimeError after 5 s
-        written = True
-    except RuntimeError as exc:
-        raise SourceError(f"write_depth_recording: librealsense failed: {_one_line(exc)}") from exc
-    finally:
-        if started:
-            sensor.stop()
-        if opened:
-            sensor.close()
-        del recorder  # the recording is finalised when the recorder is destroyed
-        if not written and path.is_file():
-            path.unlink()  # do not leave a partial recording behind
-    return path
+            self._queue.wait_for_frame(5000)  # raises RuntimeError after 5 s
+        except RuntimeError as exc:
+            raise SourceError(f"{self.what}: librealsense failed: {_one_line(exc)}") from exc
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finalise the recording (idempotent)."""
+        if self._started:
+            self._sensor.stop()
+            self._started = False
+        if self._opened:
+            self._sensor.close()
+            self._opened = False
+        self._recorder = None  # the recording is finalised when the recorder is destroyed
+
+    def __enter__(self) -> "DepthRecordingWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
