@@ -61,9 +61,16 @@ def _model(args: argparse.Namespace) -> int:
     net, info = load_for_export(args.weights)
     if args.name:
         info = replace(info, name=args.name)
+    import onnx
+
+    from export.trt_build import tensorrt_blockers
+
     paths = export_variants(net, info, args.out, static=not args.dynamic, dynamic=not args.static, fp16=args.fp16)
     for path in paths:
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; {info.name} {info.version}, {net.cfg.method})")
+        blockers = tensorrt_blockers(onnx.load(str(path)))
+        check = "TensorRT parser check ok" if not blockers else f"TensorRT blockers: {'; '.join(blockers)}"
+        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; {info.name} {info.version}, "
+              f"{net.cfg.method}; {check})")
     return 0
 
 

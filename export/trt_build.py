@@ -20,6 +20,48 @@ from typing import Callable
 from export.runtime import DEFAULT_WORKSPACE_BYTES, TENSORRT, Engine, provider_works, read_metadata
 
 
+#: ONNX operators the TensorRT ONNX parser supports (onnx-tensorrt ``docs/operators.md``), the
+#: subset that networks like ours can contain. Anything else in a graph is reported.
+TENSORRT_OPS = frozenset("""
+    Abs Add And ArgMax ArgMin AveragePool BatchNormalization Cast Ceil Clip Concat Constant
+    ConstantOfShape Conv ConvTranspose Cos CumSum Div Einsum Elu Equal Erf Exp Expand Flatten Floor
+    Gather GatherElements GatherND Gemm GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual
+    HardSigmoid Identity LeakyRelu Less LessOrEqual Log MatMul Max MaxPool Min Mul Neg Not Or Pad Pow
+    PRelu Range ReduceL2 ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu
+    Reshape Resize Round ScatterElements ScatterND Shape Sigmoid Sign Sin Size Slice Softmax Softplus
+    Split Sqrt Squeeze Sub Sum Tanh Tile TopK Transpose Unsqueeze Where
+""".split())
+MIN_OPSET = 17
+
+#: Inputs that the TensorRT parser needs as constants (initializers): (operator, input index).
+_CONSTANT_INPUTS = (("Conv", 1), ("ConvTranspose", 1), ("Slice", 3), ("Squeeze", 1), ("Unsqueeze", 1))
+
+
+def tensorrt_blockers(model) -> list[str]:
+    """Pure: what in an ``onnx.ModelProto`` would stop TensorRT's ONNX parser; [] when nothing.
+
+    Checks the default-domain opset (>= 17), custom domains, operators outside
+    :data:`TENSORRT_OPS`, and weights / axes that must be initializers.
+    """
+    problems = []
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    if opsets.get("ai.onnx", 0) < MIN_OPSET:
+        problems.append(f"opset {opsets.get('ai.onnx')} < {MIN_OPSET}")
+    constants = {t.name for t in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    for node in model.graph.node:
+        where = f"{node.op_type} node {node.name!r}"
+        if node.domain not in ("", "ai.onnx"):
+            problems.append(f"{where}: custom domain {node.domain!r}")
+        elif node.op_type not in TENSORRT_OPS:
+            problems.append(f"{where}: operator not in the TensorRT parser's list")
+        for op, index in _CONSTANT_INPUTS:
+            if node.op_type == op and len(node.input) > index and node.input[index] \
+                    and node.input[index] not in constants:
+                problems.append(f"{where}: input {index} must be a constant")
+    return problems
+
+
 def tensorrt_backend() -> str | None:
     """"onnxruntime" (the TensorRT provider loads), "tensorrt" (the package imports) or None."""
     if provider_works(TENSORRT):

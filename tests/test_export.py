@@ -66,7 +66,8 @@ def rendered_crops(count: int, seed: int = 0) -> np.ndarray:
 
 def random_net(method: str, seed: int = 0) -> HandNet:
     """A random-weight network with non-trivial batch-norm statistics (so folding them into the
-    convolutions is tested) and a head 100 times livelier than at initialisation."""
+    convolutions is tested) and, for layer models, a parameter head 100 times livelier than at
+    initialisation (so the poses vary from crop to crop)."""
     torch.manual_seed(seed)
     net = HandNet(NetConfig(method=method))
     with torch.no_grad():
@@ -76,7 +77,8 @@ def random_net(method: str, seed: int = 0) -> HandNet:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-        net.head.out.weight.mul_(100.0)
+        if net.cfg.uses_layer:  # bounded by sigmoids: poses stay within the limits
+            net.head.out.weight.mul_(100.0)
     return net.eval()
 
 
@@ -167,13 +169,14 @@ def test_fp16_engine_is_within_half_a_millimetre(deephps, deephps_fp16, crops):
 def test_fp16_file_holds_fp16_weights(deephps_static, deephps_fp16):
     import onnx
 
-    def weight_types(path):  # of the convolution kernels
+    def kernel_types(path):  # of the convolutions, in graph order
         graph = onnx.load(str(path)).graph
-        kernels = {n.input[1] for n in graph.node if n.op_type == "Conv"}
-        return {onnx.TensorProto.DataType.Name(t.data_type) for t in graph.initializer if t.name in kernels}
+        types = {t.name: onnx.TensorProto.DataType.Name(t.data_type) for t in graph.initializer}
+        return [types[n.input[1]] for n in graph.node if n.op_type == "Conv"]
 
-    assert weight_types(deephps_static) == {"FLOAT"}
-    assert weight_types(deephps_fp16) == {"FLOAT16"}
+    assert set(kernel_types(deephps_static)) == {"FLOAT"}
+    fp16 = kernel_types(deephps_fp16)
+    assert fp16[0] == "FLOAT" and set(fp16[1:]) == {"FLOAT16"}  # the stem stays fp32
     assert deephps_fp16.stat().st_size < 0.7 * deephps_static.stat().st_size
 
 
@@ -186,6 +189,17 @@ def test_joint_only_dynamic_engine_matches_torch_in_one_batch(sdnet, sdnet_dynam
     np.testing.assert_allclose(out.joints_mm, joints, rtol=0, atol=0.01)  # mm
     for batch in (1, 3):
         assert engine.run(crops[:batch]).joints_mm.shape == (batch, 21, 3)
+
+
+def test_hand3d_engine_builds_its_tsdf_inside(build, crops):
+    net = random_net("hand3d", seed=2)
+    joints, _ = torch_mm(net, crops)
+    for fp16, tol in ((False, 0.01), (True, 0.5)):  # mm
+        path = export_engine(net, build / variant_filename("hand3d", fp16=fp16), INFO, fp16=fp16)
+        engine = Engine(path, provider="cpu", log=None)
+        assert engine.metadata.method == "hand3d" and not engine.metadata.has_vertices
+        for k in range(0, len(crops), 5):
+            np.testing.assert_allclose(engine.run(crops[k:k + 1]).joints_mm[0], joints[k], rtol=0, atol=tol)
 
 
 def test_static_and_dynamic_batch_shapes(sdnet_static, sdnet_dynamic, crops):
@@ -331,6 +345,28 @@ def test_tensorrt_options():
         tensorrt_options(workspace_bytes=0)
     with pytest.raises(ValueError):
         tensorrt_options(max_batch=8)
+
+
+def test_engines_pass_the_tensorrt_parser_check(deephps_static, deephps_fp16, sdnet_dynamic):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from export.trt_build import tensorrt_blockers
+
+    for path in (deephps_static, deephps_fp16, sdnet_dynamic):
+        assert tensorrt_blockers(onnx.load(str(path))) == [], path
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 1, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("NonZero", ["c"], ["n"], name="nz"),
+             helper.make_node("Mine", ["c"], ["y"], name="mine", domain="my.ops")]
+    bad = helper.make_model(helper.make_graph(nodes, "bad", [x, w], [y]),
+                            opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("my.ops", 1)])
+    problems = tensorrt_blockers(bad)
+    assert problems == ["opset 13 < 17", "Conv node 'conv': input 1 must be a constant",
+                        "NonZero node 'nz': operator not in the TensorRT parser's list",
+                        "Mine node 'mine': custom domain 'my.ops'"]
 
 
 # --------------------------------------------------------------------------- errors
