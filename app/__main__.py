@@ -1,103 +1,179 @@
-"""``python -m app``: the hand tracker's entry point.
+"""``python -m app``: track a hand in a depth stream and show it.
 
-The live pipeline (capture, hand finding, networks, viewer) arrives with its issue; until
-then this runs what exists: the hand model animated through named poses in front of a
-RealSense D435 (nominal intrinsics), ray-cast to depth frames as a camera would see them.
-It prints the frame rate of model + rendering and writes a picture of the frames. With a
-display and without ``--headless`` it also shows the skinned mesh in an Open3D window.
+    python -m app                                  # the demo: the shipped recording, viewer if a display
+    python -m app --source realsense               # live, first RealSense
+    python -m app --source REC.db3 --save-poses out.jsonl --headless
+    python -m app bench [--source SRC] [--max-frames N] [--json OUT.json]
+
+Every option is in ``python -m app --help``; the README has the formats of the outputs.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
-import time
 from pathlib import Path
+from typing import Any, Sequence
 
-import numpy as np
-
-
-def _depth_picture(depth: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    import cv2
-
-    valid = depth > 0
-    img = np.zeros(depth.shape + (3,), np.uint8)
-    if valid.any():
-        lo, hi = np.percentile(depth[valid], [1, 99])
-        scaled = np.clip((depth - lo) / max(hi - lo, 1.0), 0, 1)
-        img = cv2.applyColorMap((255 * (1 - scaled)).astype(np.uint8), cv2.COLORMAP_TURBO)
-        img[~valid] = 0
-    for p in uv:
-        cv2.circle(img, (int(round(p[0])), int(round(p[1]))), 3, (255, 255, 255), -1, cv2.LINE_AA)
-    # A 300 x 300 window around the joints.
-    cu, cv_ = np.clip(np.round(uv.mean(0)).astype(int), 150, [depth.shape[1] - 150, depth.shape[0] - 150])
-    return img[cv_ - 150:cv_ + 150, cu - 150:cu + 150]
+APP_DIR = Path(__file__).resolve().parent
+DEMO_SOURCE = APP_DIR / "assets" / "demo.db3"
+SR305_SOURCE = APP_DIR / "assets" / "sr305.db3"
+MODEL_DIR = APP_DIR.parent / "models" / "weights"
+DEFAULT_MODELS = (MODEL_DIR / "deephps.onnx", MODEL_DIR / "deephps.pt")
+NAMED_SOURCES = {"demo": DEMO_SOURCE, "sr305": SR305_SOURCE}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.splitlines()[0])
-    parser.add_argument("--headless", action="store_true", help="no window, even with a display")
-    parser.add_argument("--frames", type=int, default=60, help="frames to animate (default 60)")
-    parser.add_argument("--out", type=Path, default=Path("runs/demo.png"), help="picture of six frames")
-    args = parser.parse_args(argv)
-    if args.frames < 1:
-        print("error: --frames must be at least 1", file=sys.stderr)
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit status 2
+        self.exit(2, f"error: {message} (see python -m app --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m app", description="Real-time 3D hand tracking for depth cameras.",
+                 epilog="bench: python -m app bench [--source SRC] [--max-frames N] [--json OUT.json]")
+    ap.add_argument("--source", default="demo",
+                    help="demo (default: the shipped recording), sr305 (a real RealSense SR305 clip), realsense, "
+                         "realsense:SERIAL, openni, REC.db3/.bag/.oni, a PNG folder with intrinsics.json, nyu:DIR, "
+                         "icvl:DIR, msra:DIR, synthetic")
+    ap.add_argument("--headless", action="store_true", help="no window, even with a display")
+    ap.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    ap.add_argument("--model", type=Path, default=None, help="an exported .onnx engine or .pt weights "
+                    "(default models/weights/deephps.onnx)")
+    ap.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto")
+    ap.add_argument("--hand", choices=("right", "left"), default="right")
+    ap.add_argument("--no-refine", action="store_true", help="no temporal refinement")
+    pace = ap.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                      help="replay recordings at their recorded pace (default with the viewer)")
+    pace.add_argument("--as-fast-as-possible", dest="realtime", action="store_false",
+                      help="replay as fast as frames are processed, none dropped (default headless)")
+    ap.add_argument("--loop", action="store_true", help="replay a recording or folder forever")
+    ap.add_argument("--record", type=Path, default=None, help="save what the camera sees to OUT.db3")
+    ap.add_argument("--save-poses", type=Path, default=None, help="one JSON line per input frame")
+    ap.add_argument("--video", type=Path, default=None, help="the viewer's frames to OUT.mp4 (headless too)")
+    ap.add_argument("--json", type=Path, default=None, help="the summary as JSON")
+    return ap
+
+
+def resolve_source(spec: str) -> str:
+    """The named sources (demo, sr305) to their shipped folders; anything else unchanged."""
+    return str(NAMED_SOURCES[spec]) if spec in NAMED_SOURCES else spec
+
+
+def default_model() -> Path:
+    for p in DEFAULT_MODELS:
+        if p.is_file():
+            return p
+    raise FileNotFoundError(f"no model found: expected {DEFAULT_MODELS[0]} (python -m export model) "
+                            f"or {DEFAULT_MODELS[1]}")
+
+
+def check_options(a: argparse.Namespace) -> str | None:
+    """Contradictory or impossible options, as one message (None when fine)."""
+    if a.max_frames is not None and a.max_frames < 1:
+        return "--max-frames must be at least 1"
+    if a.record is not None and a.record.suffix != ".db3":
+        return f"--record writes RealSense .db3 recordings; got {a.record}"
+    if a.record is not None and a.record.exists():
+        return f"--record: {a.record} exists; choose a new file (nothing is overwritten)"
+    if a.video is not None and a.video.suffix.lower() not in (".mp4", ".avi"):
+        return f"--video expects an .mp4 (or .avi) path; got {a.video}"
+    if a.loop and a.max_frames is None and (a.save_poses is not None or a.headless):
+        return "--loop without --max-frames never ends headless; add --max-frames N"
+    for p in (a.save_poses, a.video, a.json):
+        if p is not None and not p.parent.is_dir():
+            return f"folder not found for {p}"
+    return None
+
+
+def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, str]:
+    """(pipeline, capture, source, provider) from the options; raises with one-line messages."""
+    from app.pipeline import Capture, Outputs, Pipeline, PosesWriter, iterate
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+    from sources import open_source
+
+    model = a.model or default_model()
+    predictor = load_predictor(model, a.provider)
+    provider = getattr(getattr(predictor, "engine", None), "provider", "torch-cpu")
+    spec = resolve_source(a.source)
+    visible = not a.headless and bool(os.environ.get("DISPLAY")) and not bench
+    realtime = a.realtime if a.realtime is not None else visible
+    source = open_source(spec, realtime=realtime)
+    live = bool(getattr(source, "live", False))
+    refiner = None
+    if not a.no_refine:
+        from app.refine import TemporalRefiner
+
+        refiner = TemporalRefiner()
+    outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
+    pipeline = Pipeline(Estimator(predictor, EstimatorConfig(hand=a.hand)), refiner, outputs)
+    frames = iterate(source, a.loop or bench)
+    capture = Capture(frames, queue_size=1 if bench else 2, drop_stale=live or realtime, max_frames=a.max_frames)
+    _attach_outputs(a, outputs, predictor, visible, source)
+    print(f"source: {getattr(source, 'name', spec)}; model: {model} ({provider})", file=sys.stderr)
+    return pipeline, capture, source, provider
+
+
+def _attach_outputs(a: argparse.Namespace, outputs: Any, predictor: Any, visible: bool, source: Any) -> None:
+    """Recorder, viewer and video hooks (each optional)."""
+    if a.record is not None:
+        from app.record import RecordHook
+
+        outputs.hooks.append(RecordHook(a.record))
+    if visible or a.video is not None:
+        from app.viewer_hook import ViewerHook
+
+        outputs.hooks.append(ViewerHook(predictor.faces, visible=visible, video=a.video))
+
+
+def run(a: argparse.Namespace, bench: bool = False) -> int:
+    from calib import SourceError
+
+    try:
+        pipeline, capture, source, provider = build(a, bench)
+    except (FileNotFoundError, ValueError, SourceError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
+    from app.pipeline import format_summary
 
-    import cv2
-    import torch
+    status = 0
+    try:
+        summary = pipeline.run(capture)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        summary, status = pipeline.stats.summary(provider), 1
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    summary["provider"] = provider
+    print(format_summary(summary))
+    if a.json is not None:
+        a.json.write_text(json.dumps(summary, indent=1, default=lambda x: None if isinstance(x, float)
+                                     and math.isnan(x) else x) + "\n")
+    return status
 
-    from calib import get_preset, project
-    from models.hand_layer import HandLayer
-    from models.poses import named_theta
-    from models.render import raycast
 
-    intr = get_preset("d435_848x480").intrinsics
-    layer = HandLayer().eval()
-    faces = layer.faces.numpy()
-    keys = [named_theta(n, translation=(0.0, 60.0, 420.0)) for n in ("rest", "fist", "point", "pinch", "spread", "rest")]
-    show = not args.headless and bool(os.environ.get("DISPLAY"))
-    vis = mesh = None
-    if show:
-        import open3d as o3d
-
-        vis = o3d.visualization.Visualizer()
-        show = vis.create_window("hand model", 848, 480)
-        if show:
-            mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.zeros((layer.num_vertices, 3))),
-                                             o3d.utility.Vector3iVector(faces))
-            mesh.paint_uniform_color((0.87, 0.7, 0.59))
-            vis.add_geometry(mesh)
-    pictures, times = [], []
-    for i in range(args.frames):
-        s = i / max(args.frames - 1, 1) * (len(keys) - 1)
-        k = min(int(s), len(keys) - 2)
-        theta = (1 - (s - k)) * keys[k] + (s - k) * keys[k + 1]
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            out = layer(torch.as_tensor(theta[None], dtype=torch.float32))
-        verts, joints = out.vertices[0].numpy(), out.joints[0].numpy()
-        depth = raycast([(verts, faces)], intr).depth
-        times.append(time.perf_counter() - t0)
-        if i % max(args.frames // 6, 1) == 0 and len(pictures) < 6:
-            pictures.append(_depth_picture(depth, project(joints.astype(np.float64), intr)[:, :2]))
-        if show and vis is not None and mesh is not None:
-            mesh.vertices = o3d.utility.Vector3dVector(verts.astype(np.float64))
-            mesh.compute_vertex_normals()
-            vis.update_geometry(mesh)
-            if i == 0:
-                vis.reset_view_point(True)
-            if not vis.poll_events():
-                break
-            vis.update_renderer()
-    if vis is not None:
-        vis.destroy_window()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), np.concatenate(pictures, 1))
-    ms = 1e3 * np.median(times)
-    print(f"hand model demo: {len(times)} frames, {layer.num_vertices} vertices, {intr.width}x{intr.height} depth; "
-          f"model + ray-cast median {ms:.1f} ms/frame ({1e3 / ms:.0f} FPS); picture: {args.out}")
-    return 0
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bench = bool(argv) and argv[0] == "bench"
+    if bench:
+        argv = argv[1:]
+    a = _parser().parse_args(argv)
+    if bench:
+        a.headless = True
+        a.max_frames = a.max_frames or 1000
+        if a.realtime:
+            print("error: bench replays as fast as possible; drop --realtime", file=sys.stderr)
+            return 2
+        a.realtime = False
+    problem = check_options(a)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    return run(a, bench)
 
 
 if __name__ == "__main__":

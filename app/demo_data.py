@@ -1,7 +1,8 @@
-"""The demo recording: a moving hand rendered by us, written as a labelled PNG folder.
+"""The shipped recordings: a moving hand rendered by us, and a real SR305 clip.
 
-    python -m app.demo_data [--out app/assets/demo] [--frames 150] [--camera d435_848x480 --size 424x240]
-    python -m app.demo_data --db3 OUT.db3 [--from app/assets/demo]     # the same frames as a .db3
+    python -m app.demo_data [--out app/assets/demo.db3] [--frames 150] [--camera d435_848x480 --size 424x240]
+    python -m app.demo_data --png DIR            # the same demo frames as a labelled PNG folder
+    python -m app.demo_data --sr305 ../shared/data/realsense_sr305 [--out app/assets/sr305.db3]
 
 A right hand (an adult, 185 mm long) moves in front of the camera along a smooth path 380-520 mm
 away, turns, and goes through a sequence of named poses (``models/poses.py``: relaxed, point,
@@ -9,13 +10,16 @@ fist, pinch, spread, victory...), at 30 FPS. The scene (body, arm, wall, table: 
 and the sensor model (noise, edge dropout, holes: ``models.sensor``) are those of the training
 data, seeded once, so the recording is reproducible byte for byte.
 
-Output folder (the PNG-folder source format of ``sources``; see the README):
-  frame_00000.png ...   16-bit depth, raw units (depth_scale in intrinsics.json)
-  intrinsics.json       fx, fy, cx, cy, width, height, depth_scale (+ lens model fields)
-  labels.jsonl          one object per frame: source_id, timestamp_ms, joints_xyz_mm (21 x 3,
-                        camera frame, canonical order), theta, alpha, beta (the hand layer input)
-PNG keeps the demo small (a 424 x 240 frame compresses to ~20 KB); ``--db3`` writes the same
-frames as a RealSense recording through ``calib.write_depth_recording``.
+The demo is a RealSense recording (``.db3``, written through ``calib.write_depth_recording``:
+rs.software_device + rs.recorder; librealsense compresses the depth, 3.6 MB for 150 frames)
+with its labels beside it, ``demo.labels.jsonl``: one object per frame with source_id (the
+recording's frame number), timestamp_ms, joints_xyz_mm (21 x 3, camera frame, canonical order)
+and theta, alpha, beta (the hand layer's input). ``--png DIR`` writes the same frames as a PNG
+folder (the ``sources`` PNG-folder format: frame_00000.png..., intrinsics.json, labels.jsonl).
+
+The SR305 clip: the 19 real frames of ``../shared/data/realsense_sr305`` (MIT licence, copied
+beside the clip as ``sr305.LICENSE``), both sequences one after the other in name order,
+640 x 480, depth_scale 0.000125 m, at 10 FPS, without labels.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEMO_DIR = Path(__file__).resolve().parent / "assets" / "demo"
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_RECORDING = ASSETS / "demo.db3"
+SR305_RECORDING = ASSETS / "sr305.db3"
 FPS = 30
 KEEP_KINDS = ("body", "upper_arm", "table")
 KEY_POSES = ("relaxed", "point", "fist", "pinch", "spread", "victory", "relaxed", "point", "rest")
@@ -123,41 +129,77 @@ def write_folder(out: Path, raw: list[np.ndarray], joints: np.ndarray, extra: di
             }) + "\n")
 
 
-def folder_to_db3(folder: Path, out: Path) -> Path:
-    """The PNG demo folder as a RealSense .db3 recording (same frames, timestamps, intrinsics)."""
+def labels_path(recording: Path) -> Path:
+    """demo.db3 -> demo.labels.jsonl."""
+    return recording.with_name(recording.stem + ".labels.jsonl")
+
+
+def write_db3(out: Path, raw: list[np.ndarray], joints: np.ndarray, extra: dict) -> Path:
+    """The frames as a .db3 recording and the labels beside it (source_id = frame number)."""
+    from calib import write_depth_recording
+
+    stamps = [i * 1000.0 / FPS for i in range(len(raw))]
+    write_depth_recording(out, raw, extra["intrinsics"], fps=FPS, timestamps_ms=stamps, overwrite=True, pace=False)
+    with labels_path(out).open("w") as f:
+        for i in range(len(raw)):
+            f.write(json.dumps({
+                "frame": i, "source_id": str(i), "timestamp_ms": round(stamps[i], 3), "hand_found": True,
+                "joints_xyz_mm": np.round(joints[i], 3).tolist(),
+                "theta": np.round(extra["theta"][i], 6).tolist(), "alpha": extra["alpha"][i].tolist(),
+                "beta": extra["beta"][i].tolist(),
+            }) + "\n")
+    return out
+
+
+SR305_INTRINSICS = dict(fx=476.007, fy=476.007, cx=313.683, cy=242.755, width=640, height=480,
+                        depth_scale=0.000125)   # ../shared/data/README.md
+SR305_FPS = 10
+
+
+def sr305_clip(src: Path, out: Path) -> Path:
+    """The real SR305 frames (PNG, raw units of 0.125 mm) as a .db3 clip, with the licence."""
+    import shutil
+
     import cv2
 
     from calib import Intrinsics, write_depth_recording
 
-    info = json.loads((folder / "intrinsics.json").read_text())
-    intr = Intrinsics(info["fx"], info["fy"], info["cx"], info["cy"], info["width"], info["height"],
-                      info["depth_scale"], info.get("distortion", "none"), tuple(info.get("coeffs", (0,) * 5)),
-                      info.get("name", ""))
-    frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted(folder.glob("frame_*.png"))]
-    stamps = [i * 1000.0 / info.get("fps", FPS) for i in range(len(frames))]
-    return write_depth_recording(out, frames, intr, fps=int(info.get("fps", FPS)), timestamps_ms=stamps,
-                                 overwrite=True, pace=False)
+    pngs = sorted(src.glob("*/*.png"), key=lambda p: (p.parent.name, int(p.stem) if p.stem.isdigit() else p.stem))
+    if not pngs:
+        raise FileNotFoundError(f"no PNG frames under {src}/*/")
+    frames = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in pngs]
+    intr = Intrinsics(**SR305_INTRINSICS, name="Intel RealSense SR305 (shared/data/realsense_sr305)")
+    stamps = [i * 1000.0 / SR305_FPS for i in range(len(frames))]
+    write_depth_recording(out, frames, intr, fps=SR305_FPS, timestamps_ms=stamps, overwrite=True, pace=False)
+    shutil.copyfile(src / "LICENSE", out.with_name(out.stem + ".LICENSE"))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m app.demo_data", description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, default=DEMO_DIR)
+    ap.add_argument("--out", type=Path, default=None, help="the .db3 to write (default app/assets/demo.db3 "
+                    "or app/assets/sr305.db3)")
+    ap.add_argument("--png", type=Path, default=None, help="write the demo as a labelled PNG folder instead")
+    ap.add_argument("--sr305", type=Path, default=None, help="make the SR305 clip from this folder")
     ap.add_argument("--frames", type=int, default=150)
     ap.add_argument("--camera", default="d435_848x480", help="camera preset (python -m calib list)")
     ap.add_argument("--size", default="424x240", help="WxH: the preset scaled to this mode")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--db3", type=Path, default=None, help="write the folder --from as a .db3 recording instead")
-    ap.add_argument("--from", dest="src", type=Path, default=DEMO_DIR)
     a = ap.parse_args(argv)
-    if a.db3:
-        print(folder_to_db3(a.src, a.db3))
+    if a.sr305 is not None:
+        out = sr305_clip(a.sr305, a.out or SR305_RECORDING)
+        print(f"{out}: {out.stat().st_size / 1e6:.2f} MB")
         return 0
     size = tuple(int(x) for x in a.size.lower().split("x"))
     raw, joints, extra = render_demo(a.frames, a.camera, size, a.seed)
-    write_folder(a.out, raw, joints, extra)
-    size = sum(p.stat().st_size for p in a.out.iterdir())
-    print(f"{a.out}: {len(raw)} frames {extra['intrinsics'].width}x{extra['intrinsics'].height}, "
-          f"{size / 1e6:.2f} MB")
+    if a.png is not None:
+        write_folder(a.png, raw, joints, extra)
+        out = a.png
+        size = sum(p.stat().st_size for p in a.png.iterdir())
+    else:
+        out = write_db3(a.out or DEMO_RECORDING, raw, joints, extra)
+        size = out.stat().st_size + labels_path(out).stat().st_size
+    print(f"{out}: {len(raw)} frames {extra['intrinsics'].width}x{extra['intrinsics'].height}, {size / 1e6:.2f} MB")
     return 0
 
 

@@ -21,6 +21,7 @@ from .projection import (
 )
 from .realsense import (
     DepthRecording,
+    DepthRecordingWriter,
     read_depth_recording,
     read_device_intrinsics,
     read_recording_intrinsics,

@@ -99,6 +99,9 @@ class Source(abc.ABC, Iterator[Frame]):
     num_frames: how many frames the source holds (files, datasets; frames that fail to read
         are skipped, so iteration may yield fewer), None when it is live, loops or does not
         say (recordings).
+    live: True for a camera, which never waits for the reader (frames not taken in time are
+        lost, so the app drops stale ones); False for files, recordings, datasets and the
+        renderer, which can be read at the reader's pace.
     intrinsics: of every frame it yields.
 
     Subclasses implement ``_next_frame`` (return None at the end) and ``_close``. After
@@ -108,6 +111,7 @@ class Source(abc.ABC, Iterator[Frame]):
 
     name: str = ""
     num_frames: int | None = None
+    live: bool = False
 
     def __init__(self) -> None:
         self._closed = False

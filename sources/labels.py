@@ -75,6 +75,7 @@ class LabelledSource(Source):
         self._labels = labels
         self.name = f"{source.name}, labels {labels_name}" if labels_name else source.name
         self.num_frames = source.num_frames
+        self.live = source.live
 
     @property
     def intrinsics(self) -> Intrinsics:

@@ -114,6 +114,7 @@ class OpenNISource(Source):
         self._where = what
         self._check = DepthCheck(self._intrinsics, what)
         self.num_frames = int(frames) if frames is not None and frames > 0 else None
+        self.live = self._path is None
         mode_text = f"{self._intrinsics.width}x{self._intrinsics.height} @ {mode.fps} fps"
         where = "device" if self._path is None else f"recording {self._path}"
         self.name = f"OpenNI2 {where} ({mode_text})"

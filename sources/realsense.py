@@ -70,6 +70,8 @@ class RealSenseCamera(_StreamSource):
     timeout_ms: no frame for this long raises SourceError (camera unplugged).
     """
 
+    live = True
+
     def __init__(self, serial: str | None = None, *, width: int = 0, height: int = 0, fps: int = 0,
                  timeout_ms: int = 5000) -> None:
         stream = open_device_stream(serial, width=width, height=height, fps=fps, what="realsense")
