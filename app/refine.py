@@ -9,8 +9,8 @@ Two stages, each a small stateful class over pure numpy functions:
 
 1. **Hierarchical refinement** (SDNet, Tsai et al., section "Estimate Joints with Hierarchical
    Regression", eq. 8-12): joints are refined layer by layer from the palm to the tips
-   (:data:`LAYERS`: wrist; thumb CMC + finger MCPs; thumb MCP + PIPs; thumb IP + DIPs; tips). Each
-   joint of a layer, all five fingers at once, takes the lowest-energy candidate of a small 3D
+   (:data:`LAYERS`: wrist + thumb CMC + finger MCPs; thumb MCP + PIPs; thumb IP + DIPs; tips). Each
+   joint of a layer, all fingers at once, takes the lowest-energy candidate of a small 3D
    grid around it, coarse to fine (:func:`refine_joints`). Energy (eq. 8) per candidate X:
 
    - φ_G, bone-length prior: −log p of each bone touching X under a 5-Gaussian mixture per bone,
@@ -36,8 +36,8 @@ Two stages, each a small stateful class over pure numpy functions:
 :class:`TemporalRefiner` chains both; :func:`evaluate_refinement` measures joint error and
 jitter with each stage on and off. ``python -m app.refine --fit-gmm`` refits the bone prior
 (``app/assets/bone_gmm.npz``); ``python -m app.refine --evaluate`` runs the noise-model
-evaluation of ``app/README_REFINE.md``. Runs on the tracking thread; nothing here is shared
-between threads.
+evaluation of ``app/README_REFINE.md`` and ``--bench`` times each stage per frame. Runs on the
+tracking thread; nothing here is shared between threads.
 """
 from __future__ import annotations
 
@@ -68,8 +68,7 @@ DEFAULT_SHARDS = Path(__file__).resolve().parents[1] / "data" / "synth" / "train
 
 #: Refinement layers, palm to tips; within a layer the joints are refined together.
 LAYERS: tuple[tuple[int, ...], ...] = (
-    (Joint.WRIST,),
-    (Joint.THUMB_CMC, Joint.INDEX_MCP, Joint.MIDDLE_MCP, Joint.RING_MCP, Joint.LITTLE_MCP),
+    (Joint.WRIST, Joint.THUMB_CMC, Joint.INDEX_MCP, Joint.MIDDLE_MCP, Joint.RING_MCP, Joint.LITTLE_MCP),
     (Joint.THUMB_MCP, Joint.INDEX_PIP, Joint.MIDDLE_PIP, Joint.RING_PIP, Joint.LITTLE_PIP),
     (Joint.THUMB_IP, Joint.INDEX_DIP, Joint.MIDDLE_DIP, Joint.RING_DIP, Joint.LITTLE_DIP),
     (Joint.THUMB_TIP, Joint.INDEX_TIP, Joint.MIDDLE_TIP, Joint.RING_TIP, Joint.LITTLE_TIP),
@@ -300,7 +299,7 @@ class RefineConfig:
     stay_weight: per mm² of distance from the network's estimate (our addition).
     search_steps_mm: grid spacing of each coarse-to-fine round, mm; each round recentres.
     search_half_width: grid points on each side of the centre per axis ((2h + 1)³ candidates).
-    refine_wrist: refine the wrist (layer 0) too.
+    refine_wrist: refine the wrist too (with the first layer); False keeps the estimate's wrist.
     max_gap_ms: a longer gap between frames drops the temporal term's memory.
     scale_frames: the hand scale is the running mean of this many frames' estimates.
     """
@@ -384,9 +383,8 @@ def bone_energy(points: np.ndarray, others: np.ndarray, bones: np.ndarray, scale
 
 
 def _lut_rows(gmm: BoneGMM, bones: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The flat lookup table of ``bones`` (P,) and each bone's offset into it, (P, 1)."""
-    bones = np.asarray(bones)
-    return gmm.lut[bones].reshape(-1), (np.arange(len(bones)) * LUT_SIZE)[:, None]
+    """The flat lookup table (a view, no copy) and the offset of each of ``bones`` (P,) into it, (P, 1)."""
+    return gmm.lut.reshape(-1), (np.asarray(bones, dtype=np.intp) * LUT_SIZE)[:, None]
 
 
 def _bone_energy(points: np.ndarray, others: np.ndarray, scale_mm: float, table: np.ndarray,
@@ -453,6 +451,7 @@ def _layer_plan(layer: Sequence[int]) -> _LayerPlan:
 
 
 _LAYER_PLANS: tuple[_LayerPlan, ...] = tuple(_layer_plan(layer) for layer in LAYERS)
+_LAYER_PLANS_NO_WRIST: tuple[_LayerPlan, ...] = (_layer_plan(LAYERS[0][1:]),) + _LAYER_PLANS[1:]
 
 
 class RefineResult(NamedTuple):
@@ -477,8 +476,9 @@ def refine_joints(joints: np.ndarray, depth_mm: np.ndarray, intr: Intrinsics, gm
     scale_mm: the hand's scale (:func:`hand_scale_mm`), from ``joints`` when None.
     previous: (21, 3) mm, the previous frame's refined joints, for φ_M; None = no temporal term.
     Each layer's joints (vectorised over the layer and the candidates) take, round by round,
-    the lowest-energy point of a grid around their current position; later layers see the
-    refined earlier ones.
+    the lowest-energy point of a grid around their current position; a round scores the bones
+    against the other ends' positions after the previous round (the wrist and the MCP row share
+    the first layer), and later layers see the refined earlier ones.
     """
     estimate = _check_joints(joints)
     depth_mm = check_depth_mm(depth_mm, intr)
@@ -491,9 +491,7 @@ def refine_joints(joints: np.ndarray, depth_mm: np.ndarray, intr: Intrinsics, gm
     out = estimate.copy()
     energy = np.zeros(NUM_JOINTS)
     grids = [grid_offsets(float(step), cfg.search_half_width) for step in cfg.search_steps_mm]
-    for li, plan in enumerate(_LAYER_PLANS):
-        if li == 0 and not cfg.refine_wrist:
-            continue
+    for plan in _LAYER_PLANS if cfg.refine_wrist else _LAYER_PLANS_NO_WRIST:
         n = len(plan.joints)
         rows = np.arange(n)
         table, offsets = _lut_rows(gmm, plan.bone)
@@ -516,7 +514,7 @@ def refine_joints(joints: np.ndarray, depth_mm: np.ndarray, intr: Intrinsics, gm
             best = e.argmin(1)
             centre = cand[rows, best]
             energy[plan.joints] = e[rows, best]
-        out[plan.joints] = centre
+            out[plan.joints] = centre      # joints of the same layer see each other's new positions
     return RefineResult(out, energy, np.linalg.norm(out - estimate, axis=-1))
 
 
@@ -867,11 +865,42 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    cfg = _override(TemporalRefinerConfig(), args.set)
+    seq = synthetic_sequence(args.frames)
+    rng = np.random.default_rng(args.seed)
+    pred = seq.joints + rng.normal(0.0, args.noise_mm[-1], seq.joints.shape)
+    gmm = load_bone_gmm()
+    refiner, smoother = HierarchicalRefiner(cfg.refine, gmm), OneEuroFilter(cfg.one_euro)
+    refiner(pred[0], seq.depth[0], seq.intr, seq.timestamps_ms[0])            # warm-up
+    times = {"refine": [], "one_euro": []}
+    for _ in range(args.repeat):
+        refiner.reset()
+        smoother.reset()
+        for i in range(len(pred)):
+            for name, call in (("refine", lambda: refiner(pred[i], seq.depth[i], seq.intr, seq.timestamps_ms[i])),
+                               ("one_euro", lambda: smoother(pred[i], seq.timestamps_ms[i]))):
+                w, c = time.perf_counter(), time.process_time()
+                call()
+                times[name].append((time.perf_counter() - w, time.process_time() - c))
+    x = np.zeros(1000)
+    w = time.perf_counter()
+    for _ in range(20000):
+        x + 1.0
+    print(f"machine load reference: {(time.perf_counter() - w) / 20000 * 1e6:.2f} us per numpy op on 1000 floats")
+    for name, t in times.items():
+        a = 1e3 * np.array(t)
+        print(f"{name:9s} per frame: wall median {np.median(a[:, 0]):.3f} ms (p90 {np.percentile(a[:, 0], 90):.3f}), "
+              f"CPU mean {a[:, 1].mean():.3f} ms; {len(a)} frames")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.refine", description=__doc__.splitlines()[0])
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--fit-gmm", action="store_true", help="refit the bone-length prior from training labels")
     what.add_argument("--evaluate", action="store_true", help="noise-model evaluation on a rendered sequence")
+    what.add_argument("--bench", action="store_true", help="time per frame of each stage on a rendered sequence")
     parser.add_argument("--shards-dir", type=Path, default=DEFAULT_SHARDS, help="folder of shard_*.npz")
     parser.add_argument("--shards", type=int, default=10, help="how many shards to fit on (default 10)")
     parser.add_argument("--out", type=Path, default=ASSET_PATH, help="where to write the prior")
@@ -880,10 +909,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise-mm", type=float, nargs="+", default=[4.0, 8.0],
                         help="Gaussian noise σ per coordinate added to the true joints, mm")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3, help="passes over the sequence for --bench")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field, e.g. refine.depth_weight=3 or one_euro.beta_per_mm=0.02")
     args = parser.parse_args(argv)
-    return _cmd_fit(args) if args.fit_gmm else _cmd_evaluate(args)
+    if args.frames < 3:
+        parser.error("--frames must be at least 3")
+    return _cmd_fit(args) if args.fit_gmm else _cmd_bench(args) if args.bench else _cmd_evaluate(args)
 
 
 if __name__ == "__main__":
