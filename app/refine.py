@@ -758,6 +758,61 @@ class LabelledSequence(NamedTuple):
     intr: Intrinsics
 
 
+def _tip_moved(joints: np.ndarray, depth_mm: np.ndarray, intr: Intrinsics, tip: int, offset_mm: float,
+               sideways: bool) -> np.ndarray | None:
+    """The joints with ``tip`` moved ``offset_mm`` past the finger's end along its bone, or sideways
+    (perpendicular to the bone and the optical axis) onto a pixel with no depth (None if neither side has one)."""
+    bone = joints[tip] - joints[PARENTS[tip]]
+    if not sideways:
+        moved = joints.copy()
+        moved[tip] += offset_mm * bone / np.linalg.norm(bone)
+        return moved
+    side = np.cross(bone, [0.0, 0.0, 1.0])
+    side /= np.linalg.norm(side)
+    for sign in (1.0, -1.0):
+        moved = joints.copy()
+        moved[tip] += sign * offset_mm * side
+        u, v, _ = project(moved[tip], intr)
+        col, row = int(round(u)), int(round(v))
+        if not (0 <= col < depth_mm.shape[1] and 0 <= row < depth_mm.shape[0]) or not depth_mm[row, col] > 0:
+            return moved
+    return None
+
+
+def refinement_checks(seq: LabelledSequence, gmm: BoneGMM, cfg: RefineConfig = RefineConfig(),
+                      offset_mm: float = 15.0, every: int = 10) -> dict[str, float]:
+    """What the refinement does to clean labels of a rendered sequence, mm.
+
+    clean_*: how far :class:`HierarchicalRefiner` (temporal term on) moves the true joints, over
+    all frames. outward_*, sideways_*: on every ``every``-th frame, each tip in turn is moved
+    ``offset_mm`` past its finger's end along its bone, or sideways onto the background, and
+    :func:`refine_joints` runs once; the tip's distance to the truth afterwards (from ``offset_mm``),
+    and ``*_others_moved_mm`` the mean movement of the other joints.
+    """
+    refiner = HierarchicalRefiner(cfg, gmm)
+    moved = np.array([np.linalg.norm(refiner(j, d, seq.intr, t) - j, axis=-1)
+                      for j, d, t in zip(seq.joints, seq.depth, seq.timestamps_ms)])
+    out: dict[str, float] = {"clean_mean_moved_mm": float(moved.mean()),
+                             "clean_p95_moved_mm": float(np.percentile(moved, 95)),
+                             "clean_max_moved_mm": float(moved.max())}
+    for kind in ("outward", "sideways"):
+        tip_err, others = [], []
+        for i in range(0, len(seq.joints), every):
+            truth = seq.joints[i]
+            for tip in TIPS:
+                start = _tip_moved(truth, seq.depth[i], seq.intr, tip, offset_mm, kind == "sideways")
+                if start is None:
+                    continue
+                result = refine_joints(start, seq.depth[i], seq.intr, gmm, cfg).joints
+                tip_err.append(np.linalg.norm(result[tip] - truth[tip]))
+                others.append(np.linalg.norm(np.delete(result - truth, tip, 0), axis=-1).mean())
+        out[f"{kind}_cases"] = float(len(tip_err))
+        out[f"{kind}_mean_error_mm"] = float(np.mean(tip_err)) if tip_err else float("nan")
+        out[f"{kind}_median_error_mm"] = float(np.median(tip_err)) if tip_err else float("nan")
+        out[f"{kind}_others_moved_mm"] = float(np.mean(others)) if others else float("nan")
+    return out
+
+
 def synthetic_theta(frames: int, fps: float = 30.0,
                     poses: Sequence[str] = ("rest", "relaxed", "fist", "point", "victory", "pinch", "spread", "rest"),
                     seconds_per_pose: float = 1.2) -> np.ndarray:
@@ -853,6 +908,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"rendered {args.frames} frames in {time.perf_counter() - t0:.1f} s")
     rng = np.random.default_rng(args.seed)
     gmm = load_bone_gmm()
+    checks = refinement_checks(seq, gmm, cfg.refine)
+    print("clean labels: " + ", ".join(f"{k} {v:.2f}" for k, v in checks.items()))
     for sigma in args.noise_mm:
         pred = seq.joints + rng.normal(0.0, sigma, seq.joints.shape)
         res = evaluate_refinement(pred, seq.joints, seq.depth, seq.intr, seq.timestamps_ms, cfg, gmm)

@@ -520,3 +520,10 @@ def test_config_overrides_from_the_command_line():
     assert cfg.refine.depth_weight == 3.0 and cfg.one_euro.beta_per_mm == 0.05
     assert cfg.refine.search_steps_mm == (6.0, 3.0) and cfg.filter_enabled is False
     assert cfg.refine.temporal_joints == "all"
+
+
+def test_refinement_checks_on_the_rendered_sequence(sequence, gmm):
+    checks = R.refinement_checks(sequence, gmm, every=7)
+    assert checks["clean_mean_moved_mm"] < 1.0                              # mm
+    assert checks["outward_cases"] == 15 and checks["outward_mean_error_mm"] < 9.0    # from 15 mm
+    assert checks["sideways_cases"] >= 5 and checks["sideways_median_error_mm"] < 12.0
