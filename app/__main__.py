@@ -90,7 +90,7 @@ def check_options(a: argparse.Namespace) -> str | None:
 
 def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, str]:
     """(pipeline, capture, source, provider) from the options; raises with one-line messages."""
-    from app.pipeline import Capture, Outputs, Pipeline, PosesWriter, iterate
+    from app.pipeline import Capture, Outputs, Pipeline, PosesWriter
     from models.estimator import Estimator, EstimatorConfig, load_predictor
     from sources import open_source
 
@@ -100,7 +100,7 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
     spec = resolve_source(a.source)
     visible = not a.headless and bool(os.environ.get("DISPLAY")) and not bench
     realtime = a.realtime if a.realtime is not None else visible
-    source = open_source(spec, realtime=realtime)
+    source = open_source(spec, realtime=realtime, loop=a.loop or bench)
     live = bool(getattr(source, "live", False))
     refiner = None
     if not a.no_refine:
@@ -109,8 +109,7 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
         refiner = TemporalRefiner()
     outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
     pipeline = Pipeline(Estimator(predictor, EstimatorConfig(hand=a.hand)), refiner, outputs)
-    frames = iterate(source, a.loop or bench)
-    capture = Capture(frames, queue_size=1 if bench else 2, drop_stale=live or realtime, max_frames=a.max_frames)
+    capture = Capture(source, queue_size=1 if bench else 2, drop_stale=live or realtime, max_frames=a.max_frames)
     _attach_outputs(a, outputs, predictor, visible, source)
     print(f"source: {getattr(source, 'name', spec)}; model: {model} ({provider})", file=sys.stderr)
     return pipeline, capture, source, provider

@@ -15,17 +15,20 @@ flushed).
 Latency of a frame (ms) = pose ready - ``arrival_s``: ``queue`` (waiting in the queue), then the
 estimator's stages ``find``, ``crop``, ``network``, then ``refine``, ``output`` (writing the
 pose), and ``total`` from arrival to pose ready. The viewer's drawing comes after and is not part
-of it (reported separately as ``draw``).
+of it (reported separately as ``draw``). A camera's frame arrives when the capture thread reads
+it; a replay read as fast as possible has no arrival clock (its frames are read ahead and wait
+for the tracker), so its frames arrive when the tracker takes them and ``queue`` is 0.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 import numpy as np
 
@@ -274,6 +277,10 @@ class Pipeline:
                 if isinstance(item, _End):
                     error = item.error
                     break
+                if not capture.drop_stale:
+                    # A replay read as fast as possible has no arrival clock: its frames are
+                    # read ahead and wait for the tracker, so a frame arrives when it is taken.
+                    item = dataclasses.replace(item, arrival_s=self.clock())
                 est, ms = self.process(index, item)
                 self.stats.add(ms, est.hand_found, self.clock())
                 index += 1
@@ -313,14 +320,3 @@ def _project(joints_mm: np.ndarray, intr: Any) -> np.ndarray:
     from calib import project
 
     return project(joints_mm, intr)
-
-
-def iterate(frames: Iterable[Any], loop: bool) -> Iterator[Any]:
-    """Frames of a finite source, once or forever (``loop``; the source must be re-iterable)."""
-    while True:
-        n = 0
-        for f in frames:
-            n += 1
-            yield f
-        if not loop or n == 0:
-            return

@@ -122,14 +122,15 @@ def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None
 
 def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = None, batch: int = 250,
                    with_vertices: bool = True) -> Predictions:
-    """Run ``predictor`` on the crops of a shard directory (or files), in file order."""
-    from models.synth import load_shard
-
+    """Run ``predictor`` on the crops of a shard directory, a shard or the fixed test subset
+    (any .npz with patch, com_mm, joints_mm, theta, alpha, beta, wrist), in file order."""
     layer = HandLayer()
     joints, labels, verts, label_verts = [], [], [], []
     n, t = 0, 0.0
-    for path in shard_paths(split):
-        z = load_shard(path)
+    paths = [Path(split)] if Path(split).is_file() else shard_paths(split)
+    for path in paths:
+        with np.load(path) as f:
+            z = {k: f[k] for k in ("patch", "com_mm", "joints_mm", "theta", "alpha", "beta", "wrist")}
         count = len(z["patch"]) if max_frames is None else min(len(z["patch"]), max_frames - n)
         for i in range(0, count, batch):
             sl = slice(i, min(i + batch, count))

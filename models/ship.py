@@ -1,0 +1,170 @@
+"""Turn a training run into shipped weights with a model card: ``python -m models.ship``.
+
+    python -m models.ship --run runs/deephps [--name deephps] [--engine]   # the default model (+ its ONNX engine)
+    python -m models.ship --run runs/compare/sdnet                          # a compared method
+    python -m models.ship --subset                                          # (re)make the fixed test subset
+
+Writes ``models/weights/<name>.pt``: {"net": NetConfig, "model": state dict in float16 (half the
+size; the network runs in float32, the rounding moves joints by ~0.01 mm), "card": {...}} and
+refreshes ``models/weights/README.md`` (every card as a table). ``--engine`` also writes the
+static batch-1 ONNX engine ``models/weights/<name>.onnx`` (``export``), the one the app loads.
+
+The card: name, method, version (training step and date), what it learnt from (split, frames,
+generator commit, augmentation), how (steps, batch, samples, optimiser, time, machine), and its
+numbers on the synthetic test split (``models.evaluate``: all 10,000 frames) and on the fixed
+subset ``tests/data/synth_test_subset.npz`` (256 test frames shipped with the tests, so a clone
+without data/ can check that the shipped weights reproduce them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SUBSET_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "synth_test_subset.npz"
+SUBSET_KEYS = ("patch", "joints_mm", "com_mm", "theta", "alpha", "beta", "wrist", "view", "camera")
+SUBSET_SIZE = 256
+
+
+def make_subset(split: str | Path = "data/synth/test", out: Path = SUBSET_PATH, n: int = SUBSET_SIZE,
+                seed: int = 0) -> Path:
+    """``n`` frames drawn (seeded) from the test split's shards, in one compressed npz."""
+    from models.data import shard_paths
+    from models.synth import load_shard
+
+    paths = shard_paths(split)
+    rng = np.random.default_rng(seed)
+    shards = [load_shard(p) for p in paths]
+    sizes = [len(s["patch"]) for s in shards]
+    pick = np.sort(rng.choice(sum(sizes), n, replace=False))
+    starts = np.cumsum([0] + sizes)
+    parts: dict[str, list] = {k: [] for k in SUBSET_KEYS}
+    for i in pick:
+        k = int(np.searchsorted(starts, i, side="right") - 1)
+        for key in SUBSET_KEYS:
+            parts[key].append(shards[k][key][i - starts[k]])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, **{k: np.stack(v) for k, v in parts.items()},
+                        source=np.array(json.dumps({"split": str(split), "seed": seed, "indices": pick.tolist()})))
+    return out
+
+
+def subset_metrics(predictor: Any, path: Path = SUBSET_PATH) -> dict[str, float]:
+    """Mean joint and hand-vertex error (mm) of ``predictor`` on the fixed subset."""
+    from models.evaluate import predict_shards, summary_record
+    from models.train import hand_vertex_mask
+
+    pred = predict_shards(predictor, path)
+    r = summary_record(pred, hand_vertex_mask().numpy())
+    out = {"frames": r["frames"], "mean_mm": round(r["mean_mm"], 3)}
+    if "vertices_mm" in r:
+        out["vertices_mm"] = round(r["vertices_mm"], 3)
+    return out
+
+
+def _commit(path: str) -> str:
+    f = Path(path).parent / "GENERATOR_COMMIT"
+    if f.is_file():
+        return f.read_text().strip()
+    g = Path("data/GENERATOR_COMMIT")
+    return g.read_text().strip() if g.is_file() else "unknown"
+
+
+def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subset: dict[str, float]) -> dict[str, Any]:
+    from models.train import TRAIN_AUGMENT
+
+    train = ckpt["train"]
+    step = int(ckpt["step"])
+    card = {
+        "name": name, "method": ckpt["net"]["method"], "version": f"step{step}-{time.strftime('%Y%m%d')}",
+        "net": ckpt["net"],
+        "data": {"train": train["train"], "generator_commit": _commit(train["train"]),
+                 "augmentation": {k: v for k, v in vars(TRAIN_AUGMENT).items()} if train.get("augment", 1) else None},
+        "training": {"steps": step, "planned_steps": train["steps"], "batch": train["batch"],
+                     "samples": step * train["batch"], "optimizer": f"AdamW lr {train['lr']} wd {train['weight_decay']}, "
+                     f"warm-up {train['warmup']}, cosine", "minutes": round(float(ckpt["elapsed_s"]) / 60, 1),
+                     "threads": train["threads"], "loader_workers": train["workers"],
+                     "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared with other jobs)",
+                     "loss_weights": {k: train[k] for k in ("vertex_weight", "limit_weight", "sd_weight")}},
+        "subset": subset,
+    }
+    if test is not None:
+        card["test"] = {k: test[k] for k in ("frames", "mean_mm", "median_mm", "vertices_mm", "success", "auc",
+                                             "invalid_pose", "bone_error_mm") if k in test}
+    return card
+
+
+def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames: int | None) -> Path:
+    from models.estimator import TorchPredictor
+    from models.evaluate import predict_shards, summary_record
+    from models.train import hand_vertex_mask, load_model
+
+    ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = WEIGHTS_DIR / f"{name}.pt"
+    torch.save({"net": ckpt["net"], "model": state, "card": {}}, out)
+    predictor = TorchPredictor(load_model(out))  # the shipped (rounded) weights, as users get them
+    test = None
+    if test_split:
+        test = summary_record(predict_shards(predictor, test_split, max_frames), hand_vertex_mask().numpy())
+    card = make_card(name, ckpt, test, subset_metrics(predictor))
+    torch.save({"net": ckpt["net"], "model": state, "card": card}, out)
+    if engine:
+        from export.model_export import export_engine, load_for_export
+
+        net, info = load_for_export(out)
+        export_engine(net, WEIGHTS_DIR / f"{name}.onnx", info)
+    write_cards()
+    return out
+
+
+def write_cards() -> Path:
+    """models/weights/README.md from the cards of every shipped .pt."""
+    rows = []
+    for p in sorted(WEIGHTS_DIR.glob("*.pt")):
+        c = torch.load(p, map_location="cpu", weights_only=True).get("card") or {}
+        if not c:
+            continue
+        t, tr = c.get("test", {}), c["training"]
+        rows.append(f"| `{p.name}` | {c['method']} | {c['version']} | {tr['steps']} x {tr['batch']} "
+                    f"({tr['samples']:,} crops) | {tr['minutes']} | "
+                    f"{t.get('mean_mm', float('nan')):.2f} | {t.get('vertices_mm', float('nan')):.2f} | "
+                    f"{c['subset']['mean_mm']:.2f} | {p.stat().st_size / 1e6:.1f} MB |")
+    text = ("# Shipped weights\n\nWritten by `python -m models.ship`; each `.pt` holds its full card "
+            "(`torch.load(p)['card']`: data, augmentation, optimiser, machine, all test metrics).\n\n"
+            "| file | method | version | steps x batch | train min | test joints mm | test vertices mm "
+            "| subset joints mm | size |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    path = WEIGHTS_DIR / "README.md"
+    path.write_text(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m models.ship", description=__doc__.split("\n")[0])
+    ap.add_argument("--run", type=Path, help="run directory with last.pt")
+    ap.add_argument("--name", default=None, help="shipped name (default: the run directory's name)")
+    ap.add_argument("--engine", action="store_true", help="also write the batch-1 ONNX engine")
+    ap.add_argument("--test", default="data/synth/test", help="test split to put in the card ('' to skip)")
+    ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--subset", action="store_true", help="(re)make tests/data/synth_test_subset.npz")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if a.subset:
+        print(make_subset())
+    if a.run:
+        print(ship(a.run, a.name or a.run.name, a.engine, a.test or None, a.max_frames))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
