@@ -65,7 +65,8 @@ def _joint_colors() -> np.ndarray:
 JOINT_COLORS = _joint_colors()
 BONE_COLORS = JOINT_COLORS[[child for _, child in CONNECTIONS]]
 
-JOINT_RADIUS_MM = 5.0
+JOINT_RADIUS_MM = 4.5
+BONE_RADIUS_MM = 2.0
 POINT_SIZE_PX = 2.0
 NO_HAND_RANGE_MM = 1200.0      # without a hand: the scene within this depth
 CONTEXT_CUBES = 1.5            # with a hand: the scene within this many crop cubes of its centre
@@ -386,6 +387,85 @@ class _Controls:
         return False
 
 
+# ------------------------------------------------------------------------------ skeleton as a mesh
+
+
+def _uv_sphere(radius: float, rings: int = 6, segments: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices, unit normals and outward (counter-clockwise) triangles of a sphere at the origin."""
+    lat = np.pi * np.arange(1, rings) / rings
+    lon = 2 * np.pi * np.arange(segments) / segments
+    ring = np.stack([np.sin(lat)[:, None] * np.cos(lon), np.sin(lat)[:, None] * np.sin(lon),
+                     np.cos(lat)[:, None] * np.ones_like(lon)], -1).reshape(-1, 3)
+    normals = np.concatenate([[[0.0, 0.0, 1.0]], ring, [[0.0, 0.0, -1.0]]])
+    top, bottom = 0, len(normals) - 1
+    idx = lambda r, j: 1 + r * segments + j % segments  # noqa: E731
+    tris = [(top, idx(0, j + 1), idx(0, j)) for j in range(segments)]
+    for r in range(rings - 2):
+        for j in range(segments):
+            tris += [(idx(r, j), idx(r, j + 1), idx(r + 1, j + 1)), (idx(r, j), idx(r + 1, j + 1), idx(r + 1, j))]
+    tris += [(bottom, idx(rings - 2, j), idx(rings - 2, j + 1)) for j in range(segments)]
+    return radius * normals, normals, np.array(tris)[:, ::-1]
+
+
+def _unit_tube(radius: float, segments: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An open cylinder of ``radius`` from z = 0 to z = 1 (vertices, unit normals, outward triangles)."""
+    a = 2 * np.pi * np.arange(segments) / segments
+    circle = np.stack([np.cos(a), np.sin(a), np.zeros_like(a)], -1)
+    vertices = np.concatenate([circle * (radius, radius, 0), circle * (radius, radius, 0) + (0, 0, 1)])
+    j = np.arange(segments)
+    k = (j + 1) % segments
+    tris = np.concatenate([np.stack([j, k, segments + k], -1), np.stack([j, segments + k, segments + j], -1)])
+    return vertices, np.concatenate([circle, circle]), tris
+
+
+def _rotations_from_z(d: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) rotations taking +z to the unit vectors d (N, 3) (Rodrigues; -z handled)."""
+    v = np.stack([-d[:, 1], d[:, 0], np.zeros(len(d))], -1)          # e_z x d
+    c = d[:, 2]
+    k = np.zeros((len(d), 3, 3))
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 0], k[:, 1, 2], k[:, 2, 0], k[:, 2, 1] = -v[:, 2], v[:, 1], v[:, 2], -v[:, 0], \
+        -v[:, 1], v[:, 0]
+    flip = c < -1 + 1e-9
+    r = np.eye(3) + k + k @ k / np.where(flip, 1.0, 1.0 + c)[:, None, None]
+    r[flip] = np.diag([1.0, -1.0, -1.0])
+    return r
+
+
+class SkeletonMesh:
+    """The skeleton as one triangle mesh: a sphere per joint and a tube per bone.
+
+    The 3D view draws its bones with this (OpenGL core profiles, Mesa's included, draw
+    lines 1 px wide whatever the requested width) around the 1 px LineSet.
+    ``triangles`` (T, 3) and ``colors`` (N, 3) RGB 0-1 are fixed; ``pose(joints)`` gives the
+    vertices and normals (N, 3) for (21, 3) joints in mm.
+    """
+
+    def __init__(self, joint_radius_mm: float = JOINT_RADIUS_MM, bone_radius_mm: float = BONE_RADIUS_MM) -> None:
+        self._sphere_v, self._sphere_n, sphere_t = _uv_sphere(joint_radius_mm)
+        self._tube_v, self._tube_n, tube_t = _unit_tube(bone_radius_mm)
+        ns, nb = len(self._sphere_v), len(self._tube_v)
+        self._parents = np.array([a for a, _ in CONNECTIONS])
+        self._children = np.array([b for _, b in CONNECTIONS])
+        nbones = len(CONNECTIONS)
+        self.triangles = np.concatenate([
+            (sphere_t[None] + ns * np.arange(NUM_JOINTS)[:, None, None]).reshape(-1, 3),
+            (tube_t[None] + NUM_JOINTS * ns + nb * np.arange(nbones)[:, None, None]).reshape(-1, 3)]).astype(np.int32)
+        self.colors = np.concatenate([np.repeat(JOINT_COLORS, ns, 0), np.repeat(BONE_COLORS, nb, 0)])
+        self.num_vertices = NUM_JOINTS * ns + nbones * nb
+
+    def pose(self, joints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        joints = np.asarray(joints_mm, np.float64)
+        a, b = joints[self._parents], joints[self._children]
+        length = np.linalg.norm(b - a, axis=1)
+        rot = _rotations_from_z((b - a) / np.maximum(length, 1e-9)[:, None])
+        tube = self._tube_v[None] * np.stack([np.ones_like(length), np.ones_like(length), length], -1)[:, None]
+        vertices = np.concatenate([(joints[:, None] + self._sphere_v[None]).reshape(-1, 3),
+                                   (np.einsum("bij,bvj->bvi", rot, tube) + a[:, None]).reshape(-1, 3)])
+        normals = np.concatenate([np.tile(self._sphere_n, (NUM_JOINTS, 1)),
+                                  np.einsum("bij,vj->bvi", rot, self._tube_n).reshape(-1, 3)])
+        return vertices, normals
+
+
 # ------------------------------------------------------------------------------ software drawing
 
 
@@ -434,7 +514,7 @@ def render_software(state: ViewState, cam: ViewCamera, show: dict[str, bool], ma
                     lines: tuple[str, ...] | None = None) -> np.ndarray:
     """(cam.height, cam.width, 3) uint8 RGB: what :class:`Viewer` shows, drawn with numpy/cv2.
 
-    Points, then the skeleton (bones 2 px, joints as discs of JOINT_RADIUS_MM), then the mesh
+    Points, then the skeleton (bones and joints as wide as the 3D view's tubes and spheres), then the mesh
     over them (as in the 3D view the mesh hides the skeleton inside it), then the overlays.
     Differences to the OpenGL view: no depth test between points and mesh (the mesh covers
     points just in front of it) and flat shading per triangle.
@@ -446,8 +526,9 @@ def render_software(state: ViewState, cam: ViewCamera, show: dict[str, bool], ma
     if show["skeleton"] and state.joints_mm is not None:
         uvz = cam.project(np.asarray(state.joints_mm, np.float64))
         if np.all(uvz[:, 2] > Z_NEAR_MM):
-            radius = int(max(2, round(cam.fx * JOINT_RADIUS_MM / float(np.median(uvz[:, 2])))))
-            _draw_skeleton_2d(img, uvz[:, :2], thickness=2, radius=radius)
+            px_per_mm = cam.fx / float(np.median(uvz[:, 2]))
+            _draw_skeleton_2d(img, uvz[:, :2], thickness=max(2, int(round(2 * BONE_RADIUS_MM * px_per_mm))),
+                              radius=max(2, int(round(JOINT_RADIUS_MM * px_per_mm))))
     if show["mesh"] and state.vertices_mm is not None and state.faces is not None:
         _draw_mesh(img, cam, np.asarray(state.vertices_mm, np.float64), state.faces)
     lay = layout(cam.width, cam.height, state.depth_mm.shape)
@@ -546,8 +627,8 @@ class Viewer(_Controls):
 
     All geometry is allocated here once and updated in place by ``update``: the point
     cloud (resized to the points of the frame), the skeleton LineSet (21 points, 20 bones
-    coloured per finger), the joint spheres (one mesh of 21 spheres, normals fixed), the
-    skinned mesh (allocated with ``faces``; vertices and normals per frame) and two
+    coloured per finger; 1 px), the :class:`SkeletonMesh` around it (joint spheres and bone
+    tubes in the same colours, one mesh), the skinned mesh (allocated with ``faces``; vertices and normals per frame) and two
     textured quads that carry the depth panel and the heads-up band. The quads are kept
     OVERLAY_DEPTH_MM in front of the view camera, facing it, with one texel per screen
     pixel; they move with the camera when the mouse moves it.
@@ -580,16 +661,11 @@ class Viewer(_Controls):
         self._points = geo.PointCloud(V3(np.array([[-400.0, -300.0, 200.0], [400.0, 300.0, 900.0]])))
         self._bones = geo.LineSet(V3(np.zeros((NUM_JOINTS, 3))), o3d.utility.Vector2iVector(np.array(CONNECTIONS)))
         self._bones.colors = V3(BONE_COLORS)
-        sphere = geo.TriangleMesh.create_sphere(JOINT_RADIUS_MM, resolution=6)
-        sphere.compute_vertex_normals()
-        self._sphere = np.asarray(sphere.vertices).copy()
-        ns, nt = len(self._sphere), len(sphere.triangles)
-        self._joints = geo.TriangleMesh(
-            V3(np.zeros((NUM_JOINTS * ns, 3))),
-            o3d.utility.Vector3iVector((np.asarray(sphere.triangles)[None] + ns * np.arange(NUM_JOINTS)[:, None, None])
-                                       .reshape(NUM_JOINTS * nt, 3)))
-        self._joints.vertex_normals = V3(np.tile(np.asarray(sphere.vertex_normals), (NUM_JOINTS, 1)))
-        self._joints.vertex_colors = V3(np.repeat(JOINT_COLORS, ns, axis=0))
+        self._skeleton = SkeletonMesh()
+        self._joints = geo.TriangleMesh(V3(np.zeros((self._skeleton.num_vertices, 3))),
+                                        o3d.utility.Vector3iVector(self._skeleton.triangles))
+        self._joints.vertex_normals = V3(np.zeros((self._skeleton.num_vertices, 3)))
+        self._joints.vertex_colors = V3(self._skeleton.colors)
         self._mesh = None
         if faces is not None:
             self._allocate_mesh(faces)
@@ -718,7 +794,8 @@ class Viewer(_Controls):
         if self.show["skeleton"] and state.joints_mm is not None:
             joints = np.asarray(state.joints_mm, np.float64)
             np.asarray(self._bones.points)[:] = joints
-            np.asarray(self._joints.vertices)[:] = (joints[:, None, :] + self._sphere[None]).reshape(-1, 3)
+            np.asarray(self._joints.vertices)[:], np.asarray(self._joints.vertex_normals)[:] = \
+                self._skeleton.pose(joints)
             wanted |= {"skeleton", "joints"}
         if self.show["mesh"] and state.vertices_mm is not None:
             if self._mesh is None:

@@ -92,9 +92,10 @@ def fresh(viewer):
 
 
 def _skin(img: np.ndarray) -> np.ndarray:
-    """Mask of mesh-coloured pixels (shaded skin: red > green > blue, clearly warm)."""
+    """Mask of mesh-coloured pixels (shaded skin: red > green > blue, warm but not saturated
+    like the yellow and red finger colours)."""
     r, g, b = (img[..., i].astype(int) for i in range(3))
-    return (r > 90) & (r > g + 10) & (g > b + 5) & (r - b > 40)
+    return (r > 90) & (r > g + 10) & (g > b + 5) & (r - b > 40) & (r - b < 0.55 * r)
 
 
 def _finger(img: np.ndarray) -> np.ndarray:
@@ -404,3 +405,34 @@ def test_render_software_respects_the_layers(hand_state):
     panel = (slice(lay.panel.y, lay.panel.y + lay.panel.h), slice(lay.panel.x, lay.panel.x + lay.panel.w))
     assert (full[panel] == depth_panel(hand_state, (lay.panel.w, lay.panel.h))).all()
     assert (nothing[panel] != full[panel]).any()
+
+
+def test_skeleton_mesh_wraps_the_bones(hand_state):
+    from app.viewer import BONE_RADIUS_MM, JOINT_RADIUS_MM, SkeletonMesh
+    from models.joints import CONNECTIONS
+
+    sk = SkeletonMesh()
+    joints = hand_state.joints_mm.astype(np.float64)
+    verts, normals = sk.pose(joints)
+    assert verts.shape == normals.shape == (sk.num_vertices, 3) == sk.colors.shape
+    assert np.allclose(np.linalg.norm(normals, axis=1), 1.0)
+    tri = verts[sk.triangles]
+    face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vert_n = normals[sk.triangles].sum(1)
+    assert (np.einsum("fc,fc->f", face_n, vert_n) > 0).all()           # counter-clockwise = outward
+    # Every tube vertex lies BONE_RADIUS_MM from its bone's segment, every sphere vertex on its sphere.
+    ns = (sk.num_vertices - len(CONNECTIONS) * 16) // 21
+    sphere = verts[:21 * ns].reshape(21, ns, 3)
+    assert np.allclose(np.linalg.norm(sphere - joints[:, None], axis=-1), JOINT_RADIUS_MM)   # mm
+    tubes = verts[21 * ns:].reshape(len(CONNECTIONS), 16, 3)
+    for (a, b), tube in zip(CONNECTIONS, tubes):
+        d = (joints[b] - joints[a]) / np.linalg.norm(joints[b] - joints[a])
+        rel = tube - joints[a]
+        radial = rel - np.outer(rel @ d, d)
+        assert np.allclose(np.linalg.norm(radial, axis=1), BONE_RADIUS_MM)                     # mm
+        assert np.allclose(sorted(set(np.round(rel @ d, 6))), [0.0, np.linalg.norm(joints[b] - joints[a])])
+    # A bone pointing along -z (the Rodrigues special case) still works.
+    flipped = joints.copy()
+    flipped[1] = flipped[0] + (0, 0, -30)
+    v2, _ = sk.pose(flipped)
+    assert np.isfinite(v2).all()
