@@ -657,8 +657,8 @@ class Viewer(_Controls):
         geo = o3d.geometry
         V3 = o3d.utility.Vector3dVector
         # The first geometry sets the view's bounding box, which places the point the mouse
-        # rotates about (on the optical axis at the box centre's depth, ~550 mm).
-        self._points = geo.PointCloud(V3(np.array([[-400.0, -300.0, 200.0], [400.0, 300.0, 900.0]])))
+        # rotates about (on the optical axis at the box centre's depth, 450 mm, a hand's usual distance).
+        self._points = geo.PointCloud(V3(np.array([[-400.0, -300.0, 150.0], [400.0, 300.0, 750.0]])))
         self._bones = geo.LineSet(V3(np.zeros((NUM_JOINTS, 3))), o3d.utility.Vector2iVector(np.array(CONNECTIONS)))
         self._bones.colors = V3(BONE_COLORS)
         self._skeleton = SkeletonMesh()
@@ -736,6 +736,12 @@ class Viewer(_Controls):
         params.intrinsic.set_intrinsics(self.width, self.height, cam.fx, cam.fy, cam.cx, cam.cy)
         vc.convert_from_pinhole_camera_parameters(params, allow_arbitrary=True)
         self._camera_key = None
+
+    def orbit(self, yaw_deg: float, pitch_deg: float = 0.0) -> None:
+        """Turns the view about its rotation centre as a mouse drag does (degrees)."""
+        per_px = 0.003   # Open3D's ViewControl: radians per pixel of drag
+        self._vis.get_view_control().rotate(math.radians(yaw_deg) / per_px, math.radians(pitch_deg) / per_px)
+        self._vis.update_renderer()
 
     def view_camera(self) -> ViewCamera:
         """The current 3D view camera (after mouse moves)."""
@@ -923,8 +929,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", action="store_true", help="hidden OpenGL window (still needs a display)")
     parser.add_argument("--video", type=Path, help="write the frames to this file (.mp4, .mkv, ...)")
     parser.add_argument("--screenshot", type=Path, help="save the last frame as a picture")
+    parser.add_argument("--orbit", type=float, nargs=2, metavar=("YAW", "PITCH"), default=(0.0, 0.0),
+                        help="turn the window's view by these degrees first (as a mouse drag)")
     parser.add_argument("--size", default="1280x720", help="window size WxH (default 1280x720)")
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate of --video (default 30)")
+    parser.add_argument("--max-points", type=int, default=40_000, help="point cloud budget (default 40000)")
     args = parser.parse_args(argv)
     try:
         width, height = (int(x) for x in args.size.lower().split("x"))
@@ -935,9 +944,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --frames must be at least 1", file=sys.stderr)
         return 2
     distinct = args.distinct or (12 if args.bench else args.frames)
-    states = list(demo_states(min(distinct, args.frames)))
+    preset = "d435_640x480"
+    states = list(demo_states(min(distinct, args.frames), preset))
     viewer = open_viewer(width, height, faces=states[0].faces, visible=not args.hidden,
-                         headless=True if args.headless else None)
+                         headless=True if args.headless else None, max_points=args.max_points)
     from app.video import VideoWriter
 
     writer = VideoWriter(args.video, args.fps, (width, height)) if args.video else None
@@ -945,9 +955,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in range(args.frames):
             t0, c0 = time.perf_counter(), time.process_time()
-            viewer.update(states[i % len(states)])
+            state = states[i % len(states)]
+            last = f"  update+draw {1e3 * times[-1]:.0f} ms" if times else ""
+            viewer.update(replace(state, hud=f"hand model demo  frame {i}{last}  (depth {preset})"))
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
+            if i == 0 and any(args.orbit) and isinstance(viewer, Viewer):
+                viewer.orbit(*args.orbit)      # after the first frame, which sets the sensor's view
             if writer is not None:
                 writer.write(viewer.capture())
             if not viewer.poll():

@@ -274,7 +274,7 @@ def test_depth_panel_and_hud_are_overlaid(fresh, hand_state):
 def test_overlays_follow_the_camera(fresh, hand_state):
     fresh.update(hand_state)
     before = fresh.capture()
-    fresh._vis.get_view_control().rotate(150.0, 40.0)                 # as a mouse drag does
+    fresh.orbit(25.0, 7.0)                                            # as a mouse drag does
     assert fresh.poll()
     after = fresh.capture()
     p = layout(W, H, hand_state.depth_mm.shape).panel
