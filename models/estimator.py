@@ -21,7 +21,8 @@ the image does to the scene). The mesh's triangles then wind the other way; the 
 both sides.
 
 Tracking: after a frame with a hand, the next crop centre comes from
-:func:`models.handfind.track_hand` started at the previous joints; when tracking fails the
+:func:`models.handfind.track_centre` started at the previous crop centre (not at the predicted
+joints: a wrong prediction must not drag the crop down the forearm); when tracking fails the
 full detector (:func:`models.handfind.find_hand`) runs. :meth:`Estimator.reset` forgets the
 previous hand (a new sequence).
 """
@@ -37,7 +38,7 @@ import torch
 
 from calib import Intrinsics, project
 from models.crop import Crop, CropConfig, crop_depth
-from models.handfind import HandDetection, HandFinderConfig, find_hand, track_hand
+from models.handfind import HandDetection, HandFinderConfig, find_hand, track_centre
 
 
 class Predictor(Protocol):
@@ -161,7 +162,7 @@ class Estimator:
         self.crop_cfg: CropConfig = predictor.crop
         if cfg.finder.cube_mm != self.crop_cfg.cube_mm:
             self.cfg = replace(cfg, finder=replace(cfg.finder, cube_mm=self.crop_cfg.cube_mm))
-        self._previous: np.ndarray | None = None  # joints of the last frame, in the network's (mirrored) frame
+        self._previous: np.ndarray | None = None  # crop centre of the last frame, in the network's (mirrored) frame
 
     def reset(self) -> None:
         self._previous = None
@@ -170,7 +171,7 @@ class Estimator:
         """Tracking from the previous joints when possible, else detection."""
         found = None
         if self.cfg.track and self._previous is not None:
-            found = track_hand(depth_mm, intr, self._previous, self.cfg.finder)
+            found = track_centre(depth_mm, intr, self._previous, self.cfg.finder)
         return found if found is not None else find_hand(depth_mm, intr, self.cfg.finder)
 
     def __call__(self, depth_mm: np.ndarray, intr: Intrinsics) -> Estimate:
@@ -190,7 +191,7 @@ class Estimator:
         joints = joints_rel[0].astype(np.float64) + crop.com_mm
         vertices = None if vertices_rel is None else vertices_rel[0].astype(np.float64) + crop.com_mm
         t3 = self.clock()
-        self._previous = joints
+        self._previous = crop.com_mm
         com = crop.com_mm
         if left:
             joints, com = mirror_points(joints), mirror_points(com)

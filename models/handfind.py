@@ -561,16 +561,28 @@ def track_hand(depth_mm: np.ndarray, intr: Intrinsics, previous_joints_mm: np.nd
     """Re-centre on the hand near the previous frame's joints; ``None`` when it is lost.
 
     previous_joints_mm: (21, 3) mm, camera frame, finite (the previous frame's estimate).
-    The refinement starts at their palm centre (:func:`palm_centre`). Lost (None): less than
-    ``min_area_mm2`` of surface near it, or the centre moving more than cube_mm / 2.
+    The refinement starts at their palm centre (:func:`palm_centre`); see :func:`track_centre`.
     """
-    _checked_inputs(depth_mm, intr, cfg)
     joints = np.asarray(previous_joints_mm, dtype=np.float64)
     if joints.shape != (21, 3):
         raise ValueError(f"previous_joints_mm: expected shape (21, 3) mm, got {joints.shape}")
     if not np.all(np.isfinite(joints)):
         raise ValueError("previous_joints_mm: expected finite values, got NaN or inf")
-    start = palm_centre(joints)  # models.joints
+    return track_centre(depth_mm, intr, palm_centre(joints), cfg)  # models.joints
+
+
+def track_centre(depth_mm: np.ndarray, intr: Intrinsics, previous_centre_mm: np.ndarray,
+                 cfg: HandFinderConfig = HandFinderConfig()) -> HandDetection | None:
+    """Re-centre on the hand near a previous centre (mm, camera frame); ``None`` when lost.
+
+    The refinement starts at ``previous_centre_mm`` (e.g. the previous frame's crop centre,
+    which does not depend on the network's output). Lost (None): less than ``min_area_mm2``
+    of surface near it, or the centre moving more than cube_mm / 2.
+    """
+    _checked_inputs(depth_mm, intr, cfg)
+    start = np.asarray(previous_centre_mm, dtype=np.float64)
+    if start.shape != (3,) or not np.all(np.isfinite(start)):
+        raise ValueError(f"previous_centre_mm: expected 3 finite values (mm), got {start!r}")
     if not (cfg.min_depth_mm < start[2] < cfg.max_depth_mm):
         return None
     # The hand can have moved up to half a cube since the previous frame.
