@@ -7,7 +7,7 @@ Joint order: ``models/joints.py``. Bones: ``CONNECTIONS`` order, bone ``b`` ends
 
 Two stages, each a small stateful class over pure numpy functions:
 
-1. **Hierarchical refinement** (SDNet, Tsai et al., section "Estimate Joints with Hierarchical
+1. **Hierarchical refinement** (SDNet, its section "Estimate Joints with Hierarchical
    Regression", eq. 8-12): joints are refined layer by layer from the palm to the tips
    (:data:`LAYERS`: wrist + thumb CMC + finger MCPs; thumb MCP + PIPs; thumb IP + DIPs; tips). Each
    joint of a layer, all fingers at once, takes the lowest-energy candidate of a small 3D
