@@ -145,7 +145,9 @@ def fit_gmm_1d(x: np.ndarray, components: int = 5, iterations: int = 200, min_st
 
     Deterministic: means start at the quantiles (k + 0.5) / K, stds at the column's std / K,
     equal weights. ``min_std`` (units of x) floors every std (no collapse onto repeated values).
-    Stops when no column's mean log-likelihood improves by more than ``tol``.
+    Stops when no column's mean log-likelihood improves by more than ``tol``, or after
+    ``iterations`` (on the bone ratios some column is still creeping at 200; the fit no longer
+    changes visibly).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < components or not np.isfinite(x).all():
@@ -522,7 +524,8 @@ class HierarchicalRefiner:
     """Stateful wrapper of :func:`refine_joints` for one tracked hand (tracking thread).
 
     Keeps the previous refined joints (temporal term) and the running hand scale; both are
-    dropped by :meth:`reset`, by a gap over ``cfg.max_gap_ms`` or by time going backwards.
+    dropped by :meth:`reset` and by a jump in time over ``cfg.max_gap_ms`` either way (a repeated
+    or slightly earlier timestamp keeps them, as in :class:`OneEuroFilter`).
     """
 
     def __init__(self, cfg: RefineConfig = RefineConfig(), gmm: BoneGMM | None = None) -> None:
@@ -548,9 +551,9 @@ class HierarchicalRefiner:
         estimate = _check_joints(joints)
         if timestamp_ms is not None:
             t = _check_time(timestamp_ms)
-            if self._last_ms is not None and not (0.0 <= t - self._last_ms <= self.cfg.max_gap_ms):
+            if self._last_ms is not None and abs(t - self._last_ms) > self.cfg.max_gap_ms:
                 self.reset()
-            self._last_ms = t
+            self._last_ms = t if self._last_ms is None else max(t, self._last_ms)
         # Running mean of the scale over the last ``scale_frames`` frames (exponential after that).
         self._scale_count = min(self._scale_count + 1, self.cfg.scale_frames)
         s = float(hand_scale_mm(estimate))

@@ -379,6 +379,10 @@ def test_hierarchical_refiner_state(frames, gmm):
     # A gap longer than max_gap_ms drops the memory: the same as a fresh refiner.
     after_gap = refiner(joints, depth, D435, 33.0 + 600.0)
     np.testing.assert_allclose(after_gap, first)
+    refiner(joints, depth, D435, 600.0)                # slightly back in time: memory kept
+    assert refiner._previous is not None and refiner._scale_count == 2
+    refiner(joints, depth, D435, 0.0)                  # far back (a looped recording): dropped
+    assert refiner._scale_count == 1
     refiner.reset()
     assert refiner.scale_mm is None and refiner.last is None
 
