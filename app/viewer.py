@@ -68,6 +68,9 @@ BONE_COLORS = JOINT_COLORS[[child for _, child in CONNECTIONS]]
 JOINT_RADIUS_MM = 4.5
 BONE_RADIUS_MM = 2.0
 POINT_SIZE_PX = 2.0
+#: Point cloud budget: every 4th pixel of a 640x480 frame in both directions; 40k (every 3rd)
+#: cost about 9 ms more per frame in Mesa's software OpenGL (measured, app/README_VIEWER.md).
+MAX_POINTS = 20_000
 NO_HAND_RANGE_MM = 1200.0      # without a hand: the scene within this depth
 CONTEXT_CUBES = 1.5            # with a hand: the scene within this many crop cubes of its centre
 PANEL_FRACTION = 0.3           # depth panel width / window width
@@ -176,7 +179,7 @@ def _unit_rays(intr: Intrinsics, stride: int) -> np.ndarray:
     return rays
 
 
-def scene_points(state: ViewState, max_points: int = 40_000) -> ScenePoints:
+def scene_points(state: ViewState, max_points: int = MAX_POINTS) -> ScenePoints:
     """The depth frame as coloured camera points, decimated to at most ``max_points``.
 
     Every ``point_stride``-th pixel in both directions is back-projected (calib's lens
@@ -510,7 +513,7 @@ def _paste(img: np.ndarray, rect: Rect, content: np.ndarray) -> None:
     img[rect.y:rect.y + h, rect.x:rect.x + w] = content[:img.shape[0] - rect.y, :img.shape[1] - rect.x]
 
 
-def render_software(state: ViewState, cam: ViewCamera, show: dict[str, bool], max_points: int = 40_000,
+def render_software(state: ViewState, cam: ViewCamera, show: dict[str, bool], max_points: int = MAX_POINTS,
                     lines: tuple[str, ...] | None = None) -> np.ndarray:
     """(cam.height, cam.width, 3) uint8 RGB: what :class:`Viewer` shows, drawn with numpy/cv2.
 
@@ -544,7 +547,7 @@ class SoftwareViewer(_Controls):
     Thread: the caller's (one thread)."""
 
     def __init__(self, width: int = 1280, height: int = 720, faces: np.ndarray | None = None,
-                 visible: bool = False, max_points: int = 40_000) -> None:
+                 visible: bool = False, max_points: int = MAX_POINTS) -> None:
         super().__init__()
         del visible  # nothing to show
         self.width, self.height, self.max_points = int(width), int(height), int(max_points)
@@ -639,7 +642,7 @@ class Viewer(_Controls):
     """
 
     def __init__(self, width: int = 1280, height: int = 720, faces: np.ndarray | None = None,
-                 visible: bool = True, max_points: int = 40_000, title: str = "handtrack") -> None:
+                 visible: bool = True, max_points: int = MAX_POINTS, title: str = "handtrack") -> None:
         super().__init__()
         import open3d as o3d
 
@@ -819,12 +822,15 @@ class Viewer(_Controls):
             self._set_texture("depth", depth_panel(state, (self._layout.panel.w, self._layout.panel.h)))
             wanted.add("depth")
         lines = _view_lines(self, state.hud)
+        changed = wanted - {"hud"}             # the heads-up texture is uploaded again only when it changes
         if lines != self._hud_key:
             self._hud_key = lines
             self._set_texture("hud", hud_image(lines, (self._layout.hud.w, self._layout.hud.h)))
+            changed.add("hud")
         self._sync(wanted)
-        self._place_overlays(force=True, update=False)
-        for name in wanted:
+        if self._place_overlays(update=False):
+            changed.add("hud")
+        for name in changed & wanted:
             self._vis.update_geometry(self._geometry(name))
         self._vis.update_renderer()
 
@@ -876,11 +882,22 @@ class Viewer(_Controls):
 
 
 def open_viewer(width: int = 1280, height: int = 720, faces: np.ndarray | None = None, visible: bool = True,
-                headless: bool | None = None, max_points: int = 40_000) -> Viewer | SoftwareViewer:
-    """A :class:`Viewer` when a display is present (``headless`` None) or asked for
-    (``headless`` False); otherwise a :class:`SoftwareViewer`."""
+                headless: bool | None = None, max_points: int = MAX_POINTS) -> Viewer | SoftwareViewer:
+    """The viewer for this machine.
+
+    headless None: a :class:`Viewer` when a display is set and an OpenGL window opens, else
+    (with a note on stderr when the window failed) a :class:`SoftwareViewer`;
+    headless True: a SoftwareViewer; False: a Viewer or RuntimeError.
+    """
     if headless is None:
-        headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+        if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            headless = True
+        else:
+            try:
+                return Viewer(width, height, faces=faces, visible=visible, max_points=max_points)
+            except RuntimeError as exc:
+                print(f"viewer: {exc}; drawing without OpenGL instead", file=sys.stderr)
+                headless = True
     cls = SoftwareViewer if headless else Viewer
     return cls(width, height, faces=faces, visible=visible, max_points=max_points)
 
@@ -933,7 +950,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="turn the window's view by these degrees first (as a mouse drag)")
     parser.add_argument("--size", default="1280x720", help="window size WxH (default 1280x720)")
     parser.add_argument("--fps", type=float, default=30.0, help="frame rate of --video (default 30)")
-    parser.add_argument("--max-points", type=int, default=40_000, help="point cloud budget (default 40000)")
+    parser.add_argument("--max-points", type=int, default=MAX_POINTS, help=f"point cloud budget (default {MAX_POINTS})")
     args = parser.parse_args(argv)
     try:
         width, height = (int(x) for x in args.size.lower().split("x"))

@@ -436,3 +436,14 @@ def test_skeleton_mesh_wraps_the_bones(hand_state):
     flipped[1] = flipped[0] + (0, 0, -30)
     v2, _ = sk.pose(flipped)
     assert np.isfinite(v2).all()
+
+
+def test_open_viewer_without_a_display_draws_in_software(monkeypatch, hand_state):
+    from app.viewer import open_viewer
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    v = open_viewer(320, 180, faces=hand_state.faces)
+    assert isinstance(v, SoftwareViewer)
+    v.update(hand_state)
+    assert v.capture().shape == (180, 320, 3)
