@@ -117,14 +117,16 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
 
 def _attach_outputs(a: argparse.Namespace, outputs: Any, predictor: Any, visible: bool, source: Any) -> None:
     """Recorder, viewer and video hooks (each optional)."""
+    recorder = None
     if a.record is not None:
         from app.record import RecordHook
 
-        outputs.hooks.append(RecordHook(a.record))
+        recorder = RecordHook(a.record)
+        outputs.hooks.append(recorder)
     if visible or a.video is not None:
         from app.viewer_hook import ViewerHook
 
-        outputs.hooks.append(ViewerHook(predictor.faces, visible=visible, video=a.video))
+        outputs.hooks.append(ViewerHook(predictor.faces, visible=visible, video=a.video, recorder=recorder))
 
 
 def run(a: argparse.Namespace, bench: bool = False) -> int:

@@ -20,10 +20,14 @@ frame, and the result is mirrored back (x -> -x in the camera frame, which is wh
 the image does to the scene). The mesh's triangles then wind the other way; the viewer draws
 both sides.
 
-Tracking: after a frame with a hand, the next crop centre comes from
-:func:`models.handfind.track_centre` started at the previous crop centre (not at the predicted
-joints: a wrong prediction must not drag the crop down the forearm); when tracking fails the
-full detector (:func:`models.handfind.find_hand`) runs. :meth:`Estimator.reset` forgets the
+Hand finding per frame: the detector (:func:`models.handfind.find_hand`: nearest object, free
+end of the arm, centre of mass; ~1-2 ms) runs on every frame. After a frame with a hand, its
+result is kept only if it lies within half a cube of the previous crop centre; otherwise (another
+object came nearer, e.g. the other hand or a cup) or when it finds nothing, the hand is
+tracked: :func:`models.handfind.track_centre` re-centres from the previous crop centre. The
+previous CROP CENTRE is used, not the predicted joints, so a wrong prediction cannot drag the
+crop (tracking from mean shift alone slid down the forearm within 60 frames of the demo when
+the hand moved up fast); detecting every frame re-anchors it on the free end of the arm. :meth:`Estimator.reset` forgets the
 previous hand (a new sequence).
 """
 from __future__ import annotations
@@ -168,11 +172,14 @@ class Estimator:
         self._previous = None
 
     def locate(self, depth_mm: np.ndarray, intr: Intrinsics) -> HandDetection | None:
-        """Tracking from the previous joints when possible, else detection."""
-        found = None
-        if self.cfg.track and self._previous is not None:
-            found = track_centre(depth_mm, intr, self._previous, self.cfg.finder)
-        return found if found is not None else find_hand(depth_mm, intr, self.cfg.finder)
+        """Detection, checked against the previous crop centre; tracking as the fallback."""
+        found = find_hand(depth_mm, intr, self.cfg.finder)
+        if not self.cfg.track or self._previous is None:
+            return found
+        if found is not None and np.linalg.norm(found.com_mm - self._previous) <= 0.5 * self.crop_cfg.cube_mm:
+            return found
+        tracked = track_centre(depth_mm, intr, self._previous, self.cfg.finder)
+        return tracked if tracked is not None else found
 
     def __call__(self, depth_mm: np.ndarray, intr: Intrinsics) -> Estimate:
         t0 = self.clock()
