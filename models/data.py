@@ -76,7 +76,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from calib import DISTORTION_MODELS, Intrinsics, backproject, get_preset, project
 from models.crop import BACKGROUND, FRONT, Crop, CropConfig, crop_window, normalize_joints
-from models.geometry import axis_angle_to_matrix, matrix_to_axis_angle
+from scipy.spatial.transform import Rotation
 
 __all__ = [
     "AugmentConfig",
@@ -403,7 +403,9 @@ def _inv_affine(a: np.ndarray) -> np.ndarray:
 
 
 def _rotation(rotvec: np.ndarray) -> np.ndarray:
-    return axis_angle_to_matrix(torch.from_numpy(np.asarray(rotvec, dtype=np.float64))).numpy()
+    """Axis-angle (3,) rad -> (3, 3), float64 (scipy: the same Rodrigues formula as
+    models.geometry, without torch's per-call overhead on one small array)."""
+    return Rotation.from_rotvec(np.asarray(rotvec, dtype=np.float64)).as_matrix()
 
 
 # --------------------------------------------------------------------------- geometric steps (pure)
@@ -421,7 +423,7 @@ def _rotate_step(sample: Sample, angle_rad: float) -> tuple[Sample, Warp]:
     joints = np.asarray(sample.joints_mm, dtype=np.float64) @ r.T
     theta = np.asarray(sample.theta, dtype=np.float64).copy()
     r0 = _rotation(theta[0:3])
-    theta[0:3] = matrix_to_axis_angle(torch.from_numpy(r @ r0)).numpy()
+    theta[0:3] = Rotation.from_matrix(r @ r0).as_rotvec()
     theta[3:6] = r @ theta[3:6]
     return _relabel(sample, joints, com, theta=theta.astype(np.float32)), warp
 
