@@ -6,9 +6,6 @@ display. Pixel positions: (u, v) = (column, row); colours RGB.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from dataclasses import replace
 
 import numpy as np
@@ -39,33 +36,6 @@ def hand_state() -> ViewState:
 def empty_state(hand_state: ViewState) -> ViewState:
     """No depth and no hand."""
     return ViewState(np.zeros_like(hand_state.depth_mm), hand_state.intrinsics, hud="no hand")
-
-
-@pytest.fixture(scope="module")
-def display():
-    """A private Xvfb server for this module; DISPLAY points at it until the module ends."""
-    xvfb = shutil.which("Xvfb")
-    if xvfb is None:
-        pytest.skip("Xvfb is not installed (setup.sh installs the xvfb package); the OpenGL viewer needs a display")
-    read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([xvfb, "-displayfd", str(write_fd), "-screen", "0", "1920x1080x24", "-nolisten", "tcp"],
-                            pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_fd)
-    with os.fdopen(read_fd) as f:
-        number = f.readline().strip()       # Xvfb writes its display number once it accepts clients
-    if not number:
-        proc.kill()
-        proc.wait()
-        pytest.skip("Xvfb did not start")
-    old = os.environ.get("DISPLAY")
-    os.environ["DISPLAY"] = f":{number}"
-    yield os.environ["DISPLAY"]
-    if old is None:
-        os.environ.pop("DISPLAY", None)
-    else:
-        os.environ["DISPLAY"] = old
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
