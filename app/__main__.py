@@ -142,8 +142,8 @@ def run(a: argparse.Namespace, bench: bool = False) -> int:
     status = 0
     try:
         summary = pipeline.run(capture)
-    except SourceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (SourceError, OSError, RuntimeError) as exc:  # a camera unplugged, a file gone mid-stream
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         summary, status = pipeline.stats.summary(provider), 1
     finally:
         close = getattr(source, "close", None)

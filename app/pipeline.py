@@ -21,6 +21,7 @@ for the tracker), so its frames arrive when the tracker takes them and ``queue``
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import queue
@@ -159,6 +160,24 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(v, 99))}
 
 
+def rss_mb() -> float:
+    """Resident memory of this process, MB (Linux /proc; NaN elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+#: Latency percentiles are over the last WINDOW frames (memory stays flat on long runs).
+WINDOW = 10_000
+#: The first and last DRIFT frames' median total latency are compared (growth over a run).
+DRIFT = 1000
+
+
 @dataclass
 class Stats:
     """What the summary at exit reports. Latencies in ms per stage (module docstring)."""
@@ -169,8 +188,11 @@ class Stats:
     hand_found: int = 0
     first_s: float | None = None
     last_s: float | None = None
-    latency: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
-    draw_ms: list[float] = field(default_factory=list)
+    latency: dict[str, collections.deque] = field(default_factory=dict)
+    draw_ms: collections.deque = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
+    first_totals: list[float] = field(default_factory=list)
+    rss_start_mb: float = field(default_factory=rss_mb)
+    rss_after_first_mb: float = float("nan")
 
     def add(self, ms: dict[str, float], found: bool, now: float) -> None:
         self.processed += 1
@@ -178,7 +200,11 @@ class Stats:
         self.first_s = now if self.first_s is None else self.first_s
         self.last_s = now
         for k, v in ms.items():
-            self.latency.setdefault(k, []).append(v)
+            self.latency.setdefault(k, collections.deque(maxlen=WINDOW)).append(v)
+        if len(self.first_totals) < DRIFT and "total" in ms:
+            self.first_totals.append(ms["total"])
+        if self.processed == DRIFT:
+            self.rss_after_first_mb = rss_mb()
 
     @property
     def fps(self) -> float:
@@ -192,11 +218,14 @@ class Stats:
                "provider": provider,
                "latency_ms": {k: percentiles(v) for k, v in self.latency.items() if v}}
         if self.draw_ms:
-            out["latency_ms"]["draw"] = percentiles(self.draw_ms)
+            out["latency_ms"]["draw"] = percentiles(list(self.draw_ms))
+        out["memory_mb"] = {"start": self.rss_start_mb, "after_1000_frames": self.rss_after_first_mb,
+                            "end": rss_mb()}
+        if self.processed >= 2 * DRIFT:
+            last = list(self.latency["total"])[-DRIFT:]
+            out["latency_drift_ms"] = {"first_1000_p50": float(np.median(self.first_totals)),
+                                       "last_1000_p50": float(np.median(last))}
         return out
-
-    def recent_fps(self, window_s: float = 1.0) -> float:
-        return self.fps
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -205,6 +234,14 @@ def format_summary(s: dict[str, Any]) -> str:
              f"{'latency ms':<12}{'p50':>10}{'p95':>10}{'p99':>10}"]
     for k, v in s["latency_ms"].items():
         lines.append(f"{k:<12}{v['p50']:10.2f}{v['p95']:10.2f}{v['p99']:10.2f}")
+    m = s.get("memory_mb")
+    if m:
+        lines.append(f"resident memory MB: start {m['start']:.0f}, after 1000 frames {m['after_1000_frames']:.0f}, "
+                     f"end {m['end']:.0f}")
+    d = s.get("latency_drift_ms")
+    if d:
+        lines.append(f"total latency p50: first 1000 frames {d['first_1000_p50']:.2f} ms, "
+                     f"last 1000 {d['last_1000_p50']:.2f} ms")
     return "\n".join(lines)
 
 
