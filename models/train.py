@@ -279,8 +279,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     log = (out_dir / "log.jsonl").open("a")
-    t_start, t_ckpt = time.perf_counter(), time.perf_counter()
-    elapsed0, step0 = elapsed, step
+    t_start = t_ckpt = t_log = time.perf_counter()
+    elapsed0 = elapsed
     sums: dict[str, float] = {}
     last: dict[str, Any] = {}
     net.train()
@@ -306,7 +306,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                 if step % cfg.log_every == 0 or step == cfg.steps:
                     n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
                     means = {k: v / n for k, v in sums.items()}
-                    rate = (step - step0) / max(now - t_start, 1e-9)
+                    rate = n / max(now - t_log, 1e-9)   # over the last log interval
+                    t_log = now
                     last = {"step": step, "samples": step * cfg.batch, "elapsed_min": round(elapsed / 60, 2),
                             "lr": learning_rate(step - 1, cfg), "steps_per_s": round(rate, 3),
                             **{k: round(v, 4) for k, v in means.items()}}
