@@ -19,7 +19,7 @@ import numpy as np
 
 class ViewerHook:
     def __init__(self, faces: np.ndarray | None, visible: bool, video: Path | None = None,
-                 size: tuple[int, int] = (1280, 720), fps: float = 30.0, recorder: Any = None) -> None:
+                 size: tuple[int, int] = (960, 540), fps: float = 30.0, recorder: Any = None) -> None:
         from app.viewer import open_viewer
 
         self.viewer = open_viewer(size[0], size[1], faces=None if faces is None else np.asarray(faces),
