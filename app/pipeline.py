@@ -71,35 +71,18 @@ class Capture(threading.Thread):
             err = exc
         self._put_final(_End(err))
 
-    def _put(self, item: Any) -> None:
-        if self.drop_stale:
-            while True:
-                try:
-                    self.queue.put_nowait(item)
-                    return
-                except queue.Full:
-                    try:
-                        self.queue.get_nowait()
-                        self.dropped += 1
-                    except queue.Empty:
-                        pass
+    def _put_waiting(self, item: Any) -> bool:
+        """Put, waiting for room until the run is stopped; False if it was."""
         while not self.stop_event.is_set():
             try:
                 self.queue.put(item, timeout=0.1)
-                return
+                return True
             except queue.Full:
                 continue
+        return False
 
-    def _put_final(self, item: _End) -> None:
-        """The end marker is never dropped: it waits for room like a frame (replays), and
-        only a live source's stale frame, or a stopped run's, makes room for it."""
-        if not self.drop_stale:
-            while not self.stop_event.is_set():
-                try:
-                    self.queue.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
+    def _put_dropping(self, item: Any) -> None:
+        """Put now, dropping the oldest queued frames (counted) to make room."""
         while True:
             try:
                 self.queue.put_nowait(item)
@@ -110,6 +93,18 @@ class Capture(threading.Thread):
                     self.dropped += 1
                 except queue.Empty:
                     pass
+
+    def _put(self, item: Any) -> None:
+        if self.drop_stale:
+            self._put_dropping(item)
+        else:
+            self._put_waiting(item)
+
+    def _put_final(self, item: _End) -> None:
+        """The end marker is never dropped: it waits for room like a frame (replays), and
+        only a live source's stale frame, or a stopped run's, makes room for it."""
+        if self.drop_stale or not self._put_waiting(item):
+            self._put_dropping(item)
 
     def stop(self) -> None:
         self.stop_event.set()
