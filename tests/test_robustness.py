@@ -213,3 +213,26 @@ def test_hand_at_the_image_border_and_two_hands(demo_frames):
     two[near] = shifted[near] - 80.0
     r2 = est(two, intr)
     assert r2.hand_found and np.linalg.norm(r2.com_mm - first.com_mm) < 60.0   # mm: the same hand
+
+
+def test_killed_process_leaves_readable_poses_and_recording(tmp_path):
+    """kill -9 mid-run: every pose line but possibly the last is complete JSON, and the
+    recording (SQLite, written frame by frame) still plays back."""
+    import subprocess
+    import sys
+    import time
+
+    poses, rec = tmp_path / "p.jsonl", tmp_path / "r.db3"
+    proc = subprocess.Popen([sys.executable, "-m", "app", "--headless", "--loop", "--max-frames", "1000000",
+                             "--no-refine", "--save-poses", str(poses), "--record", str(rec)],
+                            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not poses.exists() or len(poses.read_text().splitlines()) < 30):
+        time.sleep(0.2)
+    proc.kill()
+    proc.wait(timeout=30)
+    lines = poses.read_text().splitlines()
+    rows = [json.loads(s) for s in lines[:-1]]
+    assert len(rows) >= 29 and [r["frame"] for r in rows] == list(range(len(rows)))
+    assert len(read_depth_recording(rec).frames) >= len(rows) - 1
