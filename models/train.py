@@ -282,6 +282,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
     t_start = t_ckpt = t_log = time.perf_counter()
     elapsed0 = elapsed
     sums: dict[str, float] = {}
+    logged_steps = 0                      # steps summed in ``sums`` (a resumed run starts mid-interval)
     last: dict[str, Any] = {}
     net.train()
     try:
@@ -299,12 +300,13 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
                 opt.step()
                 step += 1
+                logged_steps += 1
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 now = time.perf_counter()
                 elapsed = elapsed0 + now - t_start
                 if step % cfg.log_every == 0 or step == cfg.steps:
-                    n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                    n = logged_steps
                     means = {k: v / n for k, v in sums.items()}
                     rate = n / max(now - t_log, 1e-9)   # over the last log interval
                     t_log = now
@@ -315,7 +317,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                         last.update(validate(net, val_loader, device, vertex_mask, layer, cfg.val_frames))
                     log.write(json.dumps(last) + "\n")
                     log.flush()
-                    sums = {}
+                    sums, logged_steps = {}, 0
                     _progress(step, cfg.steps, means, rate, elapsed)
                 if now - t_ckpt > cfg.checkpoint_min * 60:
                     save_checkpoint(ckpt_path, net, opt, step, elapsed, net_cfg, cfg)
