@@ -5,7 +5,9 @@
     python -m models.ship --subset                                          # (re)make the fixed test subset
 
 Writes ``models/weights/<name>.pt``: {"net": NetConfig, "model": state dict in float16 (half the
-size; the network runs in float32, the rounding moves joints by ~0.01 mm), "card": {...}} and
+size; the network runs in float32, the rounding moves joints by ~0.01 mm), "card": {...}}, with
+the batch-norm statistics recomputed over 6400 augmented training crops
+(``models.train.recompute_batchnorm``: the running averages of training are not good enough), and
 refreshes ``models/weights/README.md`` (every card as a table). ``--engine`` also writes the
 static batch-1 ONNX engine ``models/weights/<name>.onnx`` (``export``), the one the app loads.
 
@@ -33,6 +35,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SUBSET_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "synth_test_subset.npz"
 SUBSET_KEYS = ("patch", "joints_mm", "com_mm", "theta", "alpha", "beta", "wrist", "view", "camera")
 SUBSET_SIZE = 256
+BN_BATCHES = 100   # batch-norm statistics recomputed over 100 x 64 augmented training crops
 
 
 def make_subset(split: str | Path = "data/synth/test", out: Path = SUBSET_PATH, n: int = SUBSET_SIZE,
@@ -96,6 +99,7 @@ def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subs
                      "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores (shared with other jobs)",
                      "loss_weights": {k: train[k] for k in ("vertex_weight", "limit_weight", "sd_weight")}},
         "subset": subset,
+        "batchnorm": f"statistics recomputed over {BN_BATCHES} x 64 augmented training crops",
     }
     if test is not None:
         card["test"] = {k: test[k] for k in ("frames", "mean_mm", "median_mm", "vertices_mm", "success", "auc",
@@ -108,8 +112,14 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
     from models.evaluate import predict_shards, summary_record
     from models.train import hand_vertex_mask, load_model
 
+    from models.nets import HandNet, NetConfig
+    from models.train import recompute_batchnorm, training_patches
+
     ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
-    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    net = HandNet(NetConfig(**ckpt["net"]))
+    net.load_state_dict(ckpt["model"])
+    recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES))
+    state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     out = WEIGHTS_DIR / f"{name}.pt"
     torch.save({"net": ckpt["net"], "model": state, "card": {}}, out)

@@ -94,7 +94,7 @@ def test_deepmodel_has_template_shape_and_free_articulations():
     assert torch.equal(out.alpha, torch.ones(1, 6)) and torch.equal(out.beta, torch.zeros(1, 7))
     lo, hi = theta_limits()
     # Free articulations start at the middle of their ranges (bias), give or take the weights.
-    mid = torch.as_tensor(0.5 * (lo + hi)[ARTICULATION], dtype=torch.float32)
+    mid = torch.as_tensor(0.5 * (lo[ARTICULATION] + hi[ARTICULATION]), dtype=torch.float32)
     assert (out.theta[0, ARTICULATION] - mid).abs().max() < 0.5
 
 
@@ -229,3 +229,19 @@ def test_summary_record_maps_to_the_labels_layout(layer):
     nyu = np.einsum("kj,njc->nkc", get_layout("nyu14").matrix, joints)
     r = summary_record(Predictions(joints, nyu, "nyu14", None, None, np.ones(2, bool), 1.0))
     assert r["mean_mm"] == pytest.approx(0.0, abs=1e-9) and len(r["per_joint_mm"]) == 14
+
+
+def test_recompute_batchnorm_gives_the_exact_mean_of_the_batches():
+    from models.train import recompute_batchnorm
+
+    torch.manual_seed(0)
+    net = HandNet(NetConfig(method="direct_joints", width=8, hidden=32))
+    batches = [torch.rand(4, 1, 96, 96) * 2 - 1 for _ in range(3)]
+    recompute_batchnorm(net, batches)
+    assert not net.training
+    bn = net.backbone.stem[1]
+    with torch.no_grad():
+        acts = [net.backbone.stem[0](x) for x in batches]
+    per_batch_means = torch.stack([a.mean((0, 2, 3)) for a in acts])
+    assert torch.allclose(bn.running_mean, per_batch_means.mean(0), atol=1e-6)
+    assert bn.momentum == 0.1   # restored for further training
