@@ -1,7 +1,7 @@
 """Turn a training run into shipped weights with a model card: ``python -m models.ship``.
 
     python -m models.ship --run runs/deephps [--name deephps] [--engine]   # the default model (+ its ONNX engine)
-    python -m models.ship --run runs/compare/sdnet                          # a compared method
+    python -m models.ship --run runs/compare/sdnet --out-dir models/weights/compare   # a compared method
     python -m models.ship --subset                                          # (re)make the fixed test subset
 
 Writes ``models/weights/<name>.pt``: {"net": NetConfig, "model": state dict in float16 (half the
@@ -107,7 +107,8 @@ def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subs
     return card
 
 
-def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames: int | None) -> Path:
+def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames: int | None,
+         out_dir: Path = WEIGHTS_DIR) -> Path:
     from models.estimator import TorchPredictor
     from models.evaluate import predict_shards, summary_record
     from models.train import hand_vertex_mask, load_model
@@ -120,8 +121,8 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
     net.load_state_dict(ckpt["model"])
     recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES))
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = WEIGHTS_DIR / f"{name}.pt"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.pt"
     torch.save({"net": ckpt["net"], "model": state, "card": {}}, out)
     predictor = TorchPredictor(load_model(out))  # the shipped (rounded) weights, as users get them
     test = None
@@ -133,7 +134,7 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
         from export.model_export import export_engine, load_for_export
 
         net, info = load_for_export(out)
-        export_engine(net, WEIGHTS_DIR / f"{name}.onnx", info)
+        export_engine(net, out_dir / f"{name}.onnx", info)
     write_cards()
     return out
 
@@ -141,12 +142,12 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
 def write_cards() -> Path:
     """models/weights/README.md from the cards of every shipped .pt."""
     rows = []
-    for p in sorted(WEIGHTS_DIR.glob("*.pt")):
+    for p in sorted(WEIGHTS_DIR.rglob("*.pt")):
         c = torch.load(p, map_location="cpu", weights_only=True).get("card") or {}
         if not c:
             continue
         t, tr = c.get("test", {}), c["training"]
-        rows.append(f"| `{p.name}` | {c['method']} | {c['version']} | {tr['steps']} x {tr['batch']} "
+        rows.append(f"| `{p.relative_to(WEIGHTS_DIR)}` | {c['method']} | {c['version']} | {tr['steps']} x {tr['batch']} "
                     f"({tr['samples']:,} crops) | {tr['minutes']} | "
                     f"{t.get('mean_mm', float('nan')):.2f} | {t.get('vertices_mm', float('nan')):.2f} | "
                     f"{c['subset']['mean_mm']:.2f} | {p.stat().st_size / 1e6:.1f} MB |")
@@ -166,13 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", action="store_true", help="also write the batch-1 ONNX engine")
     ap.add_argument("--test", default="data/synth/test", help="test split to put in the card ('' to skip)")
     ap.add_argument("--max-frames", type=int, default=None)
+    ap.add_argument("--out-dir", type=Path, default=WEIGHTS_DIR, help="where to write (default models/weights; "
+                    "the compared methods go to models/weights/compare)")
     ap.add_argument("--subset", action="store_true", help="(re)make tests/data/synth_test_subset.npz")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.subset:
         print(make_subset())
     if a.run:
-        print(ship(a.run, a.name or a.run.name, a.engine, a.test or None, a.max_frames))
+        print(ship(a.run, a.name or a.run.name, a.engine, a.test or None, a.max_frames, a.out_dir))
     return 0
 
 

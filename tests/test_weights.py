@@ -15,7 +15,7 @@ from models.estimator import TorchPredictor, load_predictor
 from models.ship import SUBSET_PATH, WEIGHTS_DIR, subset_metrics
 from models.train import load_model
 
-SHIPPED = sorted(WEIGHTS_DIR.glob("*.pt"))
+SHIPPED = sorted(WEIGHTS_DIR.rglob("*.pt"))
 
 
 def test_the_default_model_and_its_engine_ship():
@@ -23,7 +23,7 @@ def test_the_default_model_and_its_engine_ship():
     assert SUBSET_PATH.is_file()
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(WEIGHTS_DIR)) for p in SHIPPED])
 def test_shipped_weights_reproduce_their_card(path: Path):
     card = torch.load(path, map_location="cpu", weights_only=True)["card"]
     got = subset_metrics(TorchPredictor(load_model(path)))
