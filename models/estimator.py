@@ -24,10 +24,12 @@ Hand finding per frame: the detector (:func:`models.handfind.find_hand`: nearest
 end of the arm, centre of mass; ~1-2 ms) runs on every frame. After a frame with a hand, its
 result is kept only if it lies within half a cube of the previous crop centre; otherwise (another
 object came nearer, e.g. the other hand or a cup) or when it finds nothing, the hand is
-tracked: :func:`models.handfind.track_centre` re-centres from the previous crop centre. The
-previous CROP CENTRE is used, not the predicted joints, so a wrong prediction cannot drag the
-crop (tracking from mean shift alone slid down the forearm within 60 frames of the demo when
-the hand moved up fast); detecting every frame re-anchors it on the free end of the arm. :meth:`Estimator.reset` forgets the
+tracked: :func:`models.handfind.track_centre` re-centres from the previous frame's joints (their
+palm centre) when they agree with the previous crop centre to ``agree_mm``, else from the
+previous crop centre itself, so a wrong prediction cannot drag the crop. Why detection every
+frame rather than only when lost: tracking by mean shift alone slid down the forearm within 60
+frames of the demo when the hand moved up fast and the network's joints were off; the detector
+re-anchors the crop on the free end of the arm each frame. :meth:`Estimator.reset` forgets the
 previous hand (a new sequence).
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ import torch
 from calib import Intrinsics, project
 from models.crop import Crop, CropConfig, crop_depth
 from models.handfind import HandDetection, HandFinderConfig, find_hand, track_centre
+from models.joints import palm_centre
 
 
 class Predictor(Protocol):
@@ -150,6 +153,7 @@ class EstimatorConfig:
 
     hand: str = "right"
     track: bool = True
+    agree_mm: float = 40.0   # previous joints' palm centre vs crop centre, mm: tracking starts at the palm
     finder: HandFinderConfig = field(default_factory=HandFinderConfig)
 
     def __post_init__(self) -> None:
@@ -166,10 +170,12 @@ class Estimator:
         self.crop_cfg: CropConfig = predictor.crop
         if cfg.finder.cube_mm != self.crop_cfg.cube_mm:
             self.cfg = replace(cfg, finder=replace(cfg.finder, cube_mm=self.crop_cfg.cube_mm))
-        self._previous: np.ndarray | None = None  # crop centre of the last frame, in the network's (mirrored) frame
+        # Crop centre and palm centre of the joints of the last frame, in the network's (mirrored) frame.
+        self._previous: np.ndarray | None = None
+        self._previous_palm: np.ndarray | None = None
 
     def reset(self) -> None:
-        self._previous = None
+        self._previous = self._previous_palm = None
 
     def locate(self, depth_mm: np.ndarray, intr: Intrinsics) -> HandDetection | None:
         """Detection, checked against the previous crop centre; tracking as the fallback."""
@@ -178,7 +184,10 @@ class Estimator:
             return found
         if found is not None and np.linalg.norm(found.com_mm - self._previous) <= 0.5 * self.crop_cfg.cube_mm:
             return found
-        tracked = track_centre(depth_mm, intr, self._previous, self.cfg.finder)
+        start = self._previous
+        if self._previous_palm is not None and np.linalg.norm(self._previous_palm - start) <= self.cfg.agree_mm:
+            start = self._previous_palm
+        tracked = track_centre(depth_mm, intr, start, self.cfg.finder)
         return tracked if tracked is not None else found
 
     def __call__(self, depth_mm: np.ndarray, intr: Intrinsics) -> Estimate:
@@ -189,7 +198,7 @@ class Estimator:
         found = self.locate(depth_mm, intr)
         t1 = self.clock()
         if found is None:
-            self._previous = None
+            self._previous = self._previous_palm = None
             ms = {"find": 1e3 * (t1 - t0), "crop": 0.0, "network": 0.0, "total": 1e3 * (t1 - t0)}
             return Estimate(False, None, None, None, None, None, "", ms)
         crop = crop_depth(depth_mm, intr, found.com_mm, self.crop_cfg)
@@ -198,7 +207,7 @@ class Estimator:
         joints = joints_rel[0].astype(np.float64) + crop.com_mm
         vertices = None if vertices_rel is None else vertices_rel[0].astype(np.float64) + crop.com_mm
         t3 = self.clock()
-        self._previous = crop.com_mm
+        self._previous, self._previous_palm = crop.com_mm, palm_centre(joints)
         com = crop.com_mm
         if left:
             joints, com = mirror_points(joints), mirror_points(com)

@@ -174,7 +174,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
     assert "processed" in out
     rows = _poses(poses)                       # every line is complete JSON
     assert len(rows) >= 20 and [r["frame"] for r in rows] == list(range(len(rows)))
-    assert len(read_depth_recording(rec).frames) == len(rows)
+    # Ctrl-C can land between a frame's pose line and its recording: at most that frame differs.
+    assert len(rows) - 1 <= len(read_depth_recording(rec).frames) <= len(rows)
 
 
 def test_hand_closer_than_the_minimum_range_is_not_invented(demo_frames):
