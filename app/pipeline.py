@@ -38,6 +38,10 @@ from models.estimator import Estimate, Estimator
 STAGES = ("queue", "find", "crop", "network", "refine", "output", "total")
 
 
+class SourceStalled(RuntimeError):
+    """No frame arrived for ``Pipeline.stall_s`` seconds."""
+
+
 class _End:
     """Queue sentinel: the source ended (``error`` None) or failed."""
 
@@ -269,8 +273,11 @@ class Pipeline:
     """Runs the loop of the module docstring over a source's frames."""
 
     def __init__(self, estimator: Estimator, refiner: Any | None = None, outputs: Outputs | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter, stall_s: float = 10.0) -> None:
+        """stall_s: a source that delivers no frame for this long (s) has stalled: the run ends
+        with :class:`SourceStalled` (outputs closed, what was written kept)."""
         self.estimator, self.refiner, self.outputs, self.clock = estimator, refiner, outputs or Outputs(), clock
+        self.stall_s = stall_s
         self.stats = Stats()
 
     def process(self, index: int, frame: Any) -> tuple[Estimate, dict[str, float]]:
@@ -305,7 +312,11 @@ class Pipeline:
         error: BaseException | None = None
         try:
             while True:
-                item = capture.queue.get()
+                try:
+                    item = capture.queue.get(timeout=self.stall_s)
+                except queue.Empty:
+                    raise SourceStalled(f"the source delivered no frame for {self.stall_s:g} s (stalled or "
+                                        f"disconnected)") from None
                 if isinstance(item, _End):
                     error = item.error
                     break
@@ -330,6 +341,8 @@ class Pipeline:
         finally:
             capture.stop()
             _drain(capture)
+            # A source blocked inside a read cannot be interrupted: the capture thread is a daemon
+            # and ends with the process; every other case joins here.
             capture.join(timeout=5.0)
             self.outputs.close()
             self.stats.frames_in = capture.read

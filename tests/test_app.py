@@ -280,3 +280,54 @@ def test_demo_recording_ships_with_labels():
     uvd = project(f.labels.xyz_mm[[0, 5, 9, 13, 17]], f.intrinsics)
     d = f.depth_mm[np.round(uvd[:, 1]).astype(int), np.round(uvd[:, 0]).astype(int)]
     assert (d > 0).mean() >= 0.6 and np.median(uvd[:, 2] - d[d > 0]) > 0
+
+
+def test_stalled_source_is_reported_and_outputs_kept(tmp_path):
+    import threading as th
+
+    from app.pipeline import SourceStalled
+
+    release = th.Event()
+
+    def stalls():
+        yield _frame(0)
+        yield _frame(1)
+        release.wait(30)          # a replay that hangs
+        return
+
+    path = tmp_path / "poses.jsonl"
+    pipe = Pipeline(_FakeEstimator(), None, Outputs(poses=PosesWriter(path)), stall_s=0.5)
+    with pytest.raises(SourceStalled, match="no frame for 0.5 s"):
+        pipe.run(Capture(stalls(), queue_size=1, drop_stale=False))
+    release.set()
+    assert len(path.read_text().splitlines()) == 2 and pipe.outputs.poses.file.closed
+
+
+def test_closing_the_window_ends_the_run_cleanly(tmp_path):
+    """A hook returning False (the viewer's window closed or q pressed) stops the run after that
+    frame; the capture thread ends and the outputs are closed."""
+    closes = []
+
+    class Window:
+        def __init__(self):
+            self.n = 0
+
+        def __call__(self, frame, est, ms):
+            self.n += 1
+            return self.n < 4      # closed at the 4th frame
+
+        def close(self):
+            closes.append(True)
+
+    path = tmp_path / "poses.jsonl"
+    cap = Capture(_SlowFrames(10**6), queue_size=2, drop_stale=False)
+    pipe = Pipeline(_FakeEstimator(), None, Outputs(poses=PosesWriter(path), hooks=[Window()]))
+    summary = pipe.run(cap)
+    assert summary["frames"] == 4 and len(path.read_text().splitlines()) == 4
+    assert closes == [True] and not cap.is_alive()
+
+
+def test_demo_command_runs_headless_without_a_display(monkeypatch, capsys):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    assert app_main(["--max-frames", "10"]) == 0
+    assert "processed 10" in capsys.readouterr().out
