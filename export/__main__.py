@@ -26,7 +26,8 @@ def _add_parsers(sub: argparse._SubParsersAction) -> None:
     layer.add_argument("--static", action="store_true", help="batch fixed to 1 (live path)")
 
     model = sub.add_parser("model", help="export a trained network (hand layer inside) as ONNX engines")
-    model.add_argument("--weights", type=Path, required=True, help="checkpoint (runs/.../last.pt) or weights file")
+    model.add_argument("--weights", type=Path, required=True, nargs="+",
+                       help="checkpoints (runs/.../last.pt) or weights files; several rebuild them all")
     model.add_argument("--out", type=Path, default=DEFAULT_DIR, help="output directory")
     model.add_argument("--name", help="file name stem (default: the model's name)")
     batch = model.add_mutually_exclusive_group()
@@ -58,19 +59,24 @@ def _model(args: argparse.Namespace) -> int:
 
     from export.model_export import export_variants, load_for_export
 
-    net, info = load_for_export(args.weights)
-    if args.name:
-        info = replace(info, name=args.name)
     import onnx
 
     from export.trt_build import tensorrt_blockers
 
-    paths = export_variants(net, info, args.out, static=not args.dynamic, dynamic=not args.static, fp16=args.fp16)
-    for path in paths:
-        blockers = tensorrt_blockers(onnx.load(str(path)))
-        check = "TensorRT parser check ok" if not blockers else f"TensorRT blockers: {'; '.join(blockers)}"
-        print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; {info.name} {info.version}, "
-              f"{net.cfg.method}; {check})")
+    if args.name and len(args.weights) > 1:
+        print("error: --name names one model; give one --weights file with it", file=sys.stderr)
+        return 2
+    for weights in args.weights:
+        net, info = load_for_export(weights)
+        if args.name:
+            info = replace(info, name=args.name)
+        paths = export_variants(net, info, args.out, static=not args.dynamic, dynamic=not args.static,
+                                fp16=args.fp16)
+        for path in paths:
+            blockers = tensorrt_blockers(onnx.load(str(path)))
+            check = "TensorRT parser check ok" if not blockers else f"TensorRT blockers: {'; '.join(blockers)}"
+            print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; {info.name} {info.version}, "
+                  f"{net.cfg.method}; {check})")
     return 0
 
 

@@ -128,7 +128,9 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
     test = None
     if test_split:
         test = summary_record(predict_shards(predictor, test_split, max_frames), hand_vertex_mask().numpy())
-    card = make_card(name, ckpt, test, subset_metrics(predictor))
+    # Names are unique across folders (the engines' metadata and file names come from them).
+    card_name = name if out_dir.resolve() == WEIGHTS_DIR.resolve() else f"{out_dir.name}-{name}"
+    card = make_card(card_name, ckpt, test, subset_metrics(predictor))
     torch.save({"net": ckpt["net"], "model": state, "card": card}, out)
     if engine:
         from export.model_export import export_engine, load_for_export
