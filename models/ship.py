@@ -149,9 +149,10 @@ def write_cards() -> Path:
         if not c:
             continue
         t, tr = c.get("test", {}), c["training"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         rows.append(f"| `{p.relative_to(WEIGHTS_DIR)}` | {c['method']} | {c['version']} | {tr['steps']} x {tr['batch']} "
                     f"({tr['samples']:,} crops) | {tr['minutes']} | "
-                    f"{t.get('mean_mm', float('nan')):.2f} | {t.get('vertices_mm', float('nan')):.2f} | "
+                    f"{fmt(t.get('mean_mm'))} | {fmt(t.get('vertices_mm'))} | "
                     f"{c['subset']['mean_mm']:.2f} | {p.stat().st_size / 1e6:.1f} MB |")
     text = ("# Shipped weights\n\nWritten by `python -m models.ship`; each `.pt` holds its full card "
             "(`torch.load(p)['card']`: data, augmentation, optimiser, machine, all test metrics).\n\n"
