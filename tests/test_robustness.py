@@ -237,3 +237,14 @@ def test_killed_process_leaves_readable_poses_and_recording(tmp_path):
     rows = [json.loads(s) for s in lines[:-1]]
     assert len(rows) >= 29 and [r["frame"] for r in rows] == list(range(len(rows)))
     assert len(read_depth_recording(rec).frames) >= len(rows) - 1
+
+
+def test_model_with_the_wrong_inputs_is_a_one_line_error(tmp_path, capsys):
+    """An ONNX file that is not a hand engine (here the hand layer alone: θ, α, β in, no crop)
+    is refused with one line naming it."""
+    from export.onnx_export import export_hand_layer
+
+    wrong = export_hand_layer(tmp_path / "layer.onnx", dynamic_batch=False)
+    assert app_main(["--headless", "--model", str(wrong), "--max-frames", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error:") and "layer.onnx" in err[-1]
