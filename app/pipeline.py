@@ -50,7 +50,10 @@ class _End:
 
 
 class Capture(threading.Thread):
-    """Reads ``frames`` into a bounded queue; see the module docstring for the drop policy."""
+    """Reads ``frames`` into a bounded queue; see the module docstring for the drop policy.
+
+    Thread: runs the source on its own thread ("capture"); the queue is the only thing it
+    shares with the tracking thread (``queue``, and the counters read after ``join``)."""
 
     def __init__(self, frames: Iterable[Any], queue_size: int = 2, drop_stale: bool = True,
                  max_frames: int | None = None) -> None:
@@ -132,7 +135,8 @@ def pose_record(index: int, frame: Any, est: Estimate, latency_ms: dict[str, flo
 
 
 class PosesWriter:
-    """``--save-poses``: JSON lines, one per input frame, flushed as they are written."""
+    """``--save-poses``: JSON lines, one per input frame, flushed as they are written.
+    Thread: the tracking thread only."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -270,7 +274,10 @@ class Outputs:
 
 
 class Pipeline:
-    """Runs the loop of the module docstring over a source's frames."""
+    """Runs the loop of the module docstring over a source's frames.
+
+    Thread: the caller's (the main thread: the viewer's window must live there); it starts and
+    joins the capture thread itself."""
 
     def __init__(self, estimator: Estimator, refiner: Any | None = None, outputs: Outputs | None = None,
                  clock: Callable[[], float] = time.perf_counter, stall_s: float = 10.0) -> None:

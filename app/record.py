@@ -23,7 +23,8 @@ def raw_units(depth_mm: np.ndarray, depth_scale: float) -> np.ndarray:
 
 
 class RecordHook:
-    """A pipeline output hook: ``hook(frame, estimate, latency_ms)`` writes the frame's depth."""
+    """A pipeline output hook: ``hook(frame, estimate, latency_ms)`` writes the frame's depth.
+    Thread: the tracking thread only."""
 
     def __init__(self, path: str | Path, fps: int = 30) -> None:
         self.path, self.fps = Path(path), fps

@@ -18,6 +18,8 @@ import numpy as np
 
 
 class ViewerHook:
+    """See the module docstring. Thread: the main thread only (GLFW windows live there)."""
+
     def __init__(self, faces: np.ndarray | None, visible: bool, video: Path | None = None,
                  size: tuple[int, int] = (960, 540), fps: float = 30.0, recorder: Any = None) -> None:
         from app.viewer import open_viewer

@@ -162,7 +162,8 @@ class EstimatorConfig:
 
 
 class Estimator:
-    """Stateful (tracking) pipeline: ``estimator(depth_mm, intrinsics) -> Estimate``."""
+    """Stateful (tracking) pipeline: ``estimator(depth_mm, intrinsics) -> Estimate``.
+    Thread: one caller at a time (it keeps the previous frame's hand)."""
 
     def __init__(self, predictor: Predictor, cfg: EstimatorConfig = EstimatorConfig(),
                  clock: Callable[[], float] = time.perf_counter) -> None:
