@@ -156,9 +156,11 @@ def run(a: argparse.Namespace, bench: bool = False) -> int:
         print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         summary, status = pipeline.stats.summary(provider), 1
     finally:
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
+        if not capture.is_alive() and capture.ident is None:   # never started: close it here
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+        # Otherwise the capture thread closed it (or is stuck in a read and ends with the process).
     summary["provider"] = provider
     print(format_summary(summary))
     if a.json is not None:

@@ -52,8 +52,10 @@ class _End:
 class Capture(threading.Thread):
     """Reads ``frames`` into a bounded queue; see the module docstring for the drop policy.
 
-    Thread: runs the source on its own thread ("capture"); the queue is the only thing it
-    shares with the tracking thread (``queue``, and the counters read after ``join``)."""
+    Thread: runs the source on its own thread ("capture"), and closes it there too when the
+    reading ends (a source is read and closed on one thread: closing a RealSense playback from
+    another thread while it is being read can deadlock librealsense). The queue is the only
+    thing it shares with the tracking thread (and the counters, read after ``join``)."""
 
     def __init__(self, frames: Iterable[Any], queue_size: int = 2, drop_stale: bool = True,
                  max_frames: int | None = None) -> None:
@@ -76,6 +78,13 @@ class Capture(threading.Thread):
                     break
         except BaseException as exc:  # noqa: BLE001 -- handed to the main thread
             err = exc
+        finally:
+            close = getattr(self.frames, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as exc:  # noqa: BLE001 -- reported, the run is ending anyway
+                    err = err or exc
         self._put_final(_End(err))
 
     def _put_waiting(self, item: Any) -> bool:
