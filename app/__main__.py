@@ -169,6 +169,18 @@ def run(a: argparse.Namespace, bench: bool = False) -> int:
     return status
 
 
+def _stop_on_sigterm() -> None:
+    """``kill`` (SIGTERM) stops the run like Ctrl-C: outputs closed, summary printed, exit 0."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     bench = bool(argv) and argv[0] == "bench"
@@ -186,6 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    if __name__ == "__main__":
+        _stop_on_sigterm()
     return run(a, bench)
 
 

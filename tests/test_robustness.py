@@ -152,7 +152,8 @@ def test_no_hand_then_hand_returns(demo_frames, tmp_path):
     assert [r["hand_found"] for r in _poses(out)] == [True, True, False, False, False, True, True]
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path, how):
     """SIGINT to a looping replay: the process ends by itself (no thread left running), exit 0
     with the summary, every pose line complete, the recording readable with the same frames."""
     import signal
@@ -161,14 +162,17 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path):
     import time
 
     poses, rec = tmp_path / "p.jsonl", tmp_path / "r.db3"
+    # A shell without job control starts background jobs with SIGINT ignored, and Python then
+    # installs no Ctrl-C handler: give the child the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "app", "--headless", "--loop", "--max-frames", "1000000",
                              "--no-refine", "--save-poses", str(poses), "--record", str(rec)],
                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and (not poses.exists() or len(poses.read_text().splitlines()) < 20):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, how))   # Ctrl-C, or kill
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "processed" in out
