@@ -173,7 +173,12 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_was_written(tmp_path, how):
     while time.time() < deadline and (not poses.exists() or len(poses.read_text().splitlines()) < 20):
         time.sleep(0.2)
     proc.send_signal(getattr(signal, how))   # Ctrl-C, or kill
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:              # never leave a looping app behind
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, err
     assert "processed" in out
     rows = _poses(poses)                       # every line is complete JSON
@@ -237,7 +242,7 @@ def test_killed_process_leaves_readable_poses_and_recording(tmp_path):
         time.sleep(0.2)
     proc.kill()
     proc.wait(timeout=30)
-    lines = poses.read_text().splitlines()
+    lines = poses.read_text().splitlines()  # (the process is gone: killed above)
     rows = [json.loads(s) for s in lines[:-1]]
     assert len(rows) >= 29 and [r["frame"] for r in rows] == list(range(len(rows)))
     assert len(read_depth_recording(rec).frames) >= len(rows) - 1
