@@ -248,8 +248,9 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append(f"{k:<12}{v['p50']:10.2f}{v['p95']:10.2f}{v['p99']:10.2f}")
     m = s.get("memory_mb")
     if m:
-        lines.append(f"resident memory MB: start {m['start']:.0f}, after 1000 frames {m['after_1000_frames']:.0f}, "
-                     f"end {m['end']:.0f}")
+        mid = m["after_1000_frames"]
+        mid_text = "" if mid != mid else f", after 1000 frames {mid:.0f}"  # NaN: fewer than 1000 frames
+        lines.append(f"resident memory MB: start {m['start']:.0f}{mid_text}, end {m['end']:.0f}")
     d = s.get("latency_drift_ms")
     if d:
         lines.append(f"total latency p50: first 1000 frames {d['first_1000_p50']:.2f} ms, "
