@@ -331,3 +331,15 @@ def test_demo_command_runs_headless_without_a_display(monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     assert app_main(["--max-frames", "10"]) == 0
     assert "processed 10" in capsys.readouterr().out
+
+
+def test_estimator_tracks_between_detections():
+    """redetect_every=5: detect, then track from the previous hand for 4 frames, then detect."""
+    from calib import read_depth_recording
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+
+    rec = read_depth_recording(DEMO_SOURCE, max_frames=7)
+    est = Estimator(load_predictor(ROOT / "models/weights/deephps.onnx", "cpu"), EstimatorConfig(redetect_every=5))
+    methods = [est(f.astype(np.float32) * 1000 * rec.intrinsics.depth_scale, rec.intrinsics).method
+               for f in rec.frames]
+    assert methods == ["detect", "track", "track", "track", "track", "detect", "track"]
