@@ -255,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(1)
             r["latency_ms"] = batch1_latency_ms(predictor, predictor.crop.size)
         name = Path(model).parent.name if Path(model).stem == "last" else Path(model).stem
+        if name in results:  # e.g. models/weights/deephps.pt and models/weights/compare/deephps.pt
+            name = f"{Path(model).parent.name}/{name}"
         results[name] = r
         print(_format(name, r), flush=True)
     if a.json:
