@@ -46,7 +46,7 @@ from models.data import shard_paths
 from models.hand_layer import HandLayer
 from models.joints import CONNECTIONS, JOINT_NAMES, get_layout
 from models.losses import anatomical_angle_thresholds, angles_over_threshold
-from models.metrics import EvalSummary, joint_errors, success_curve_png, summarize
+from models.metrics import EvalSummary, curve_auc, joint_errors, success_curve, success_curve_png, summarize
 
 #: Slack on the anatomical maximum bend of each bone pair before a pose counts as invalid, deg.
 #: Our template's rest bones are up to 11 deg from collinear, so a pose inside the joint limits
@@ -97,14 +97,13 @@ def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None
     # Success over ALL frames: a frame without a hand never succeeds.
     per_frame_max = np.full(len(f), np.inf)
     per_frame_max[f] = np.linalg.norm(mapped - pred.labels[f], axis=-1).max(1)
-    thresholds = s.thresholds_mm
-    success = (per_frame_max[None, :] <= thresholds[:, None]).mean(1)
+    thresholds, success = success_curve(per_frame_max, s.thresholds_mm)
     out.update({
         "mean_mm": s.mean_mm, "median_mm": s.median_mm,
         "per_joint_mm": dict(zip(layout.names, np.round(s.per_joint_mean_mm, 2).tolist())),
         "success": {str(int(t)): float(success[int(t)]) for t in (10, 20, 30, 40, 50, 60, 70, 80)},
         "curve": [thresholds.tolist(), success.tolist()],
-        "auc": float(np.trapezoid(success, thresholds) / (thresholds[-1] - thresholds[0])),
+        "auc": curve_auc(thresholds, success),
         "invalid_pose": invalid_pose_share(pred.joints[f]),
     })
     if pred.layout == "canonical":

@@ -245,11 +245,10 @@ def validate(net: HandNet, loader: Any, device: torch.device, vertex_mask: torch
         tgt = Targets(batch, layer, device, net.cfg.uses_layer)
         out = net(batch.patch.to(device))
         b = batch.patch.shape[0]
-        j_sum += float(torch.linalg.vector_norm((out.joints - tgt.joints) * tgt.half, dim=-1).mean()) * b
+        j_sum += float(mean_distance_mm(out.joints, tgt.joints, tgt.half)) * b
         if out.vertices is not None:
             m = vertex_mask.to(device)
-            v_sum += float(torch.linalg.vector_norm((out.vertices[:, m] - tgt.vertices[:, m]) * tgt.half,
-                                                    dim=-1).mean()) * b
+            v_sum += float(mean_distance_mm(out.vertices[:, m], tgt.vertices[:, m], tgt.half)) * b
         n += b
         if n >= max_frames:
             break
