@@ -51,16 +51,21 @@ def test_live_capture_drops_the_oldest_frames_and_keeps_the_newest():
     assert not cap.is_alive()
 
 
-def test_replay_capture_blocks_and_loses_nothing():
-    cap = Capture(_SlowFrames(30), queue_size=1, drop_stale=False)
-    cap.start()
+def _indices_until_end(cap: Capture, pause_s: float = 0.0) -> list[int]:
+    """Frame indices a consumer takes from the capture queue until the end marker."""
     got = []
     while True:
         item = cap.queue.get(timeout=5.0)
         if not hasattr(item, "index"):
-            break
+            return got
         got.append(item.index)
-        time.sleep(0.001)
+        time.sleep(pause_s)
+
+
+def test_replay_capture_blocks_and_loses_nothing():
+    cap = Capture(_SlowFrames(30), queue_size=1, drop_stale=False)
+    cap.start()
+    got = _indices_until_end(cap, pause_s=0.001)
     cap.join(5.0)
     assert got == list(range(30)) and cap.dropped == 0
 
@@ -68,13 +73,7 @@ def test_replay_capture_blocks_and_loses_nothing():
 def test_capture_max_frames_and_stop():
     cap = Capture(_SlowFrames(10**9), queue_size=1, drop_stale=False, max_frames=5)
     cap.start()
-    got = []
-    while True:
-        item = cap.queue.get(timeout=5.0)
-        if not hasattr(item, "index"):
-            break
-        got.append(item.index)
-    assert got == [0, 1, 2, 3, 4]
+    assert _indices_until_end(cap) == [0, 1, 2, 3, 4]
     endless = Capture(_SlowFrames(10**9), queue_size=1, drop_stale=False)
     endless.start()
     endless.stop()
