@@ -52,13 +52,12 @@ def raycast(meshes: Sequence[tuple[np.ndarray, np.ndarray]], intr: Intrinsics, t
             raise ValueError(f"expected vertices (V, 3) and faces (F, 3), got {verts.shape} and {faces.shape}")
         scene.add_triangles(o3d.core.Tensor(verts), o3d.core.Tensor(faces))
     hit = scene.cast_rays(o3d.core.Tensor(pixel_rays(intr)), nthreads=threads)
+    # Misses: t_hit is inf, normals are 0 and the ids are 0xFFFFFFFF (-1 as int32).
     t = hit["t_hit"].numpy()
-    found = np.isfinite(t)
-    depth = np.where(found, t, 0.0).astype(np.float32)  # ray direction has z = 1: t is depth
-    normals = hit["primitive_normals"].numpy().astype(np.float32)
-    normals[~found] = 0.0
-    gid = np.where(found, hit["geometry_ids"].numpy().astype(np.int64), -1).astype(np.int32)
-    tid = np.where(found, hit["primitive_ids"].numpy().astype(np.int64), -1).astype(np.int32)
+    depth = np.where(np.isfinite(t), t, np.float32(0.0))  # ray direction has z = 1: t is depth
+    normals = hit["primitive_normals"].numpy()
+    gid = hit["geometry_ids"].numpy().view(np.int32)
+    tid = hit["primitive_ids"].numpy().view(np.int32)
     return RaycastResult(depth, normals, gid, tid)
 
 
