@@ -158,7 +158,7 @@ __all__ = [
     "sample_uniform", "sample_bank", "solve_contacts", "sample_synergy", "bank_indices", "sample_articulations",
     "rest_points", "hand_length_mm", "make_subjects", "subject_pool",
     "forearm_frame", "image_box", "sample_orientations", "forearm_enters_from_below", "forearm_at_border",
-    "place_hands", "HandSampler", "sample_hands",
+    "place_hands", "HandSampler", "HandBodies", "hand_sampler", "sample_hands",
     "DofCoverage", "Coverage", "coverage", "format_coverage", "draw_coverage", "camera_joints", "main",
 ]
 
@@ -1128,13 +1128,16 @@ def forearm_at_border(far_cam: np.ndarray, intr: Intrinsics, border_frac: float,
 
 
 def place_hands(rng: np.random.Generator, view: np.ndarray, joints_hand: np.ndarray, palm_hand: np.ndarray,
-                forearm_end_hand: np.ndarray, intr: Intrinsics, cfg: ViewConfig = ViewConfig()) -> Placement:
+                forearm_end_hand: np.ndarray, intr: Intrinsics, cfg: ViewConfig = ViewConfig(),
+                depth_range_mm: tuple[float, float] | None = None) -> Placement:
     """Orientation, wrist bend and wrist position of n hands (module docstring, "Views").
 
     view (n,) :class:`View`; joints_hand (n, 21, 3) posed joints, hand frame, mm;
     palm_hand (n, 3) palm centre, hand frame; forearm_end_hand (n, 3) the forearm's far end
-    at rest (straight wrist), hand frame. Samples still failing after ``max_rounds``
-    keep their last draw with ``in_view`` False.
+    at rest (straight wrist), hand frame. ``depth_range_mm``: (near, far) palm depths the
+    camera can see; placements outside are redrawn like any other failed draw (rejection:
+    the accepted placements keep their distribution, conditioned on the range). Samples
+    still failing after ``max_rounds`` keep their last draw with ``in_view`` False.
     """
     n = view.shape[0]
     if joints_hand.shape != (n, 21, 3) or palm_hand.shape != (n, 3) or forearm_end_hand.shape != (n, 3):
@@ -1165,6 +1168,8 @@ def place_hands(rng: np.random.Generator, view: np.ndarray, joints_hand: np.ndar
         centre = np.concatenate([xy, depth[:, None]], -1)
         joints_cam = rel + centre[:, None]
         good = (depth <= z_max) & (joints_cam[..., 2] > 0).all(1) & (~ego | b_ok)
+        if depth_range_mm is not None:
+            good &= (depth >= depth_range_mm[0]) & (depth <= depth_range_mm[1])
         uv = project(np.where(good[:, None, None], joints_cam, 1.0 + np.abs(joints_cam)), intr)[..., :2]
         good &= _inside(uv, intr).all(1)
         far = centre + forearm_rel
@@ -1226,59 +1231,97 @@ class HandSampler:
             self._pools[split] = subject_pool(split, self.cfg, self.layer64)
         return self._pools[split]
 
-    def sample(self, rng: np.random.Generator, n: int, intr: Intrinsics, split: str = "train") -> HandBatch:
-        """n hands of ``split`` seen by ``intr`` (see :func:`sample_hands`)."""
-        with _torch_threads(self.torch_threads):
-            return self._sample(rng, n, intr, split)
+    def sample(self, rng: np.random.Generator, n: int, intr: Intrinsics, split: str = "train",
+               depth_range_mm: tuple[float, float] | None = None) -> HandBatch:
+        """n hands of ``split`` seen by ``intr`` (see :func:`sample_hands`):
+        ``place(rng, bodies(rng, n, split), intr, depth_range_mm)``."""
+        return self.place(rng, self.bodies(rng, n, split), intr, depth_range_mm)
 
-    def _sample(self, rng: np.random.Generator, n: int, intr: Intrinsics, split: str) -> HandBatch:
+    def bodies(self, rng: np.random.Generator, n: int, split: str = "train") -> HandBodies:
+        """n hands of ``split`` before placement: subject, articulations, view. Per hand the
+        work is many small tensor operations, so large batches are cheaper per hand (0.72 ms
+        at 64, 0.25 ms at 256 hands on this machine): draw many, place them in groups."""
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n: expected a positive number of samples, got {n!r}")
+        with _torch_threads(self.torch_threads):
+            pool = self.pool(split)
+            pick = rng.integers(0, pool.ids.size, n)
+            alpha, beta = pool.alpha[pick], pool.beta[pick]
+            scale = pool.hand_length_mm[pick] / _NEUTRAL_LENGTH_MM
+            arts = sample_articulations(rng, n, self.layer32, self.bank_angles, self.bank_split[split],
+                                        alpha, beta, scale, self.cfg.pose)
+            view = (rng.random(n) < self.cfg.view.egocentric_fraction).astype(np.int8)
+            with torch.no_grad():
+                joints = ik.hand_frame_joints(self.layer32, torch.as_tensor(arts.angles, dtype=torch.float32),
+                                              torch.as_tensor(alpha, dtype=torch.float32),
+                                              torch.as_tensor(beta, dtype=torch.float32)).double().numpy()
+        return HandBodies(alpha, beta, arts, view, pool.ids[pick], joints, pool.palm_centre_mm[pick],
+                          pool.forearm_end_mm[pick])
+
+    def place(self, rng: np.random.Generator, bodies: HandBodies, intr: Intrinsics,
+              depth_range_mm: tuple[float, float] | None = None) -> HandBatch:
+        """The hands ``bodies`` seen by ``intr``: orientation, wrist bend and position
+        (:func:`place_hands`), as a :class:`HandBatch`."""
         if not isinstance(intr, Intrinsics):
             raise TypeError(f"intr: expected calib.Intrinsics, got {type(intr).__name__}")
-        pool = self.pool(split)
-        pick = rng.integers(0, pool.ids.size, n)
-        alpha, beta = pool.alpha[pick], pool.beta[pick]
-        scale = pool.hand_length_mm[pick] / _NEUTRAL_LENGTH_MM
-        arts = sample_articulations(rng, n, self.layer32, self.bank_angles, self.bank_split[split],
-                                    alpha, beta, scale, self.cfg.pose)
-        view = (rng.random(n) < self.cfg.view.egocentric_fraction).astype(np.int8)
-        with torch.no_grad():
-            joints = ik.hand_frame_joints(self.layer32, torch.as_tensor(arts.angles, dtype=torch.float32),
-                                          torch.as_tensor(alpha, dtype=torch.float32),
-                                          torch.as_tensor(beta, dtype=torch.float32)).double().numpy()
-        place = place_hands(rng, view, joints, pool.palm_centre_mm[pick], pool.forearm_end_mm[pick], intr,
-                            self.cfg.view)
-        with torch.no_grad():
+        place = place_hands(rng, bodies.view, bodies.joints, bodies.palm, bodies.forearm_end, intr,
+                            self.cfg.view, depth_range_mm)
+        with _torch_threads(self.torch_threads), torch.no_grad():
             rotvec = matrix_to_axis_angle(torch.as_tensor(place.rotation)).numpy()
+        arts = bodies.articulations
         theta = np.concatenate([rotvec, place.translation, arts.angles], 1)
         return HandBatch(
             theta=within_limits_float32(theta),
-            alpha=alpha.astype(np.float32),
-            beta=beta.astype(np.float32),
+            alpha=bodies.alpha.astype(np.float32),
+            beta=bodies.beta.astype(np.float32),
             wrist=place.wrist.astype(np.float32),
-            view=view,
+            view=bodies.view,
             pose_source=arts.source,
-            subject=pool.ids[pick],
+            subject=bodies.subject,
             posebank_index=arts.posebank_index,
             family=arts.family,
         )
 
 
+class HandBodies(NamedTuple):
+    """Hands before placement (:meth:`HandSampler.bodies`), n of them; ``take`` selects some.
+
+    joints, palm and forearm_end are in the hand frame, mm: the posed joints (n, 21, 3), the
+    palm centre and the far end of the forearm at rest (n, 3), float64.
+    """
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    articulations: "Articulations"
+    view: np.ndarray
+    subject: np.ndarray
+    joints: np.ndarray
+    palm: np.ndarray
+    forearm_end: np.ndarray
+
+    def take(self, index: slice | np.ndarray) -> "HandBodies":
+        arts = Articulations(*(np.asarray(f)[index] for f in self.articulations))
+        return HandBodies(self.alpha[index], self.beta[index], arts, self.view[index], self.subject[index],
+                          self.joints[index], self.palm[index], self.forearm_end[index])
+
+
 @functools.lru_cache(maxsize=2)
-def _cached_sampler(cfg: SamplerConfig) -> HandSampler:
+def hand_sampler(cfg: SamplerConfig = SamplerConfig()) -> HandSampler:
+    """The process's :class:`HandSampler` for ``cfg`` (built once per config)."""
     return HandSampler(cfg)
 
 
 def sample_hands(rng: np.random.Generator, n: int, intr: Intrinsics, split: str = "train",
-                 cfg: SamplerConfig = SamplerConfig()) -> HandBatch:
+                 cfg: SamplerConfig = SamplerConfig(),
+                 depth_range_mm: tuple[float, float] | None = None) -> HandBatch:
     """n hands for ``split`` seen by ``intr``; deterministic given ``rng``'s state.
 
+    ``depth_range_mm``: (near, far) palm depths the camera can see (see :func:`place_hands`).
     Uses a :class:`HandSampler` built once per config (layers, pose bank, subject pools).
     """
-    return _cached_sampler(cfg).sample(rng, n, intr, split)
+    return hand_sampler(cfg).sample(rng, n, intr, split, depth_range_mm)
 
 
 # ---------------------------------------------------------------------------------------

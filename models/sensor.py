@@ -293,6 +293,7 @@ def preset_sensor(name: str) -> PresetSensor:
     raise ValueError(f"no sensor model for camera preset {name!r}")
 
 
+@lru_cache(maxsize=64)  # frozen results; called per rendered frame
 def sensor_for_preset(name: str) -> SensorModel:
     """The sensor model of a ``calib`` preset (``python -m calib list``); ValueError if unknown."""
     known = [p.name for p in list_presets()]
@@ -337,6 +338,15 @@ class SensorJitter:
 
 def _log_uniform(rng: np.random.Generator, factor: float) -> float:
     return float(math.exp(rng.uniform(-math.log(factor), math.log(factor))))
+
+
+def range_envelope_mm(name: str, jitter: SensorJitter = SensorJitter()) -> tuple[float, float]:
+    """(nearest min range, farthest max range), mm, that :func:`sample_sensor` can draw for the
+    preset ``name``: a depth outside it is out of range for every drawn sensor."""
+    base = sensor_for_preset(name)
+    lo = base.min_range_mm / jitter.range_factor
+    hi = max(base.max_range_mm * jitter.range_factor, 2.0 * base.min_range_mm * jitter.range_factor)
+    return lo, hi
 
 
 def sample_sensor(rng: np.random.Generator, kind: str, jitter: SensorJitter = SensorJitter()) -> SensorModel:

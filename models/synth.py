@@ -7,7 +7,7 @@ Frames and units: camera frame x right, y down, z forward, millimetres; pixels (
 One frame, end to end (:func:`render_chunk`):
   1. a camera: a preset of a real depth camera (RealSense D4xx / SR300 / SR305, Kinect v1/v2,
      Azure Kinect, Creative Senz3D) at its full resolution, focal length and principal point
-     jittered per chunk (real units differ from nominal by several percent);
+     jittered per chunk of 64 frames (real units differ from nominal by several percent);
   2. a hand: pose, shape and viewpoint from ``models.sampling`` (pose bank + synergies,
      children to large adults, third-person and head-mounted views);
   3. the skinned mesh from the hand layer, and a scene around it from ``models.scene``
@@ -69,7 +69,8 @@ class SynthConfig:
     """What to generate. Lengths in mm, angles in degrees."""
 
     frames_per_shard: int = 2000
-    chunk: int = 64                      # frames sharing one camera draw (and one layer call)
+    chunk: int = 64                      # frames sharing one camera draw
+    hands_per_draw: int = 256            # hands sampled together (one layer call), in groups of chunk
     cameras: tuple[tuple[str, float], ...] = DEFAULT_CAMERAS
     focal_jitter: float = 0.04           # relative, uniform ±
     principal_jitter_px: float = 6.0     # uniform ±, at 640 px width (scaled with the width)
@@ -182,29 +183,48 @@ class Renderer:
         self.faces = self.layer.faces.numpy().astype(np.int32)
         self.crop_cfg, self.finder_cfg, self.scene_cfg = CropConfig(), HandFinderConfig(), SceneConfig()
 
-    def render_chunk(self, rng: np.random.Generator, split: str) -> tuple[dict[str, np.ndarray], ChunkStats]:
-        """``cfg.chunk`` frames seen by one camera draw: (arrays of the kept frames, stats)."""
+    def render_chunk(self, rng: np.random.Generator, split: str, max_hands: int | None = None
+                     ) -> tuple[dict[str, np.ndarray], ChunkStats]:
+        """``cfg.hands_per_draw`` hands (at most ``max_hands``) drawn together, seen in groups of
+        ``cfg.chunk`` by one camera draw each: (arrays of the kept frames, stats)."""
         import torch
 
-        from models.sampling import sample_hands
+        from models.sampling import hand_sampler
+        from models.sensor import range_envelope_mm
 
-        cam, intr = sample_camera(rng, self.cfg)
-        hands = sample_hands(rng, self.cfg.chunk, intr, split)
+        cfg = self.cfg
+        sampler = hand_sampler()
+        n = cfg.hands_per_draw if max_hands is None else max(1, min(cfg.hands_per_draw, max_hands))
+        bodies = sampler.bodies(rng, n, split)
+        groups = []
+        for start in range(0, n, cfg.chunk):
+            cam, intr = sample_camera(rng, cfg)
+            # hands no sensor of this camera could see are not drawn (the range check in
+            # _frame would skip them): palm depths within the envelope of the sensor ranges
+            near, far = range_envelope_mm(cfg.cameras[cam][0])
+            margin = self.policy.range_margin_mm
+            hands = sampler.place(rng, bodies.take(slice(start, start + cfg.chunk)), intr,
+                                  (near + margin, far - margin))
+            groups.append((cam, intr, hands))
+        theta, alpha, beta, wrist = (np.concatenate([getattr(h, k) for _, _, h in groups])
+                                     for k in ("theta", "alpha", "beta", "wrist"))
         with torch.inference_mode():
-            out = self.layer(*(torch.as_tensor(x) for x in (hands.theta, hands.alpha, hands.beta)),
-                             wrist=torch.as_tensor(hands.wrist))
+            out = self.layer(*(torch.as_tensor(x) for x in (theta, alpha, beta)), wrist=torch.as_tensor(wrist))
         verts, joints = out.vertices.numpy(), out.joints.numpy().astype(np.float64)
         stats = ChunkStats()
         kept: dict[str, list] = {k: [] for k in _FRAME_KEYS}
-        for i in range(self.cfg.chunk):
-            frame = self._frame(rng, cam, intr, verts[i], joints[i], int(hands.view[i]), stats)
-            if frame is None:
-                continue
-            frame.update({key: getattr(hands, key)[i] for key in _HAND_KEYS})
-            if self.cfg.store_vertices:
-                frame["vertices"] = verts[i].astype(np.float32)
-            for key, value in frame.items():
-                kept[key].append(value)
+        i = -1
+        for cam, intr, hands in groups:
+            for k in range(hands.theta.shape[0]):
+                i += 1
+                frame = self._frame(rng, cam, intr, verts[i], joints[i], int(hands.view[k]), stats)
+                if frame is None:
+                    continue
+                frame.update({key: getattr(hands, key)[k] for key in _HAND_KEYS})
+                if cfg.store_vertices:
+                    frame["vertices"] = verts[i].astype(np.float32)
+                for key, value in frame.items():
+                    kept[key].append(value)
         arrays = {k: np.stack(v) for k, v in kept.items() if v}
         return arrays, stats
 
@@ -343,7 +363,8 @@ def render_shard(renderer: Renderer, split: str, shard: int, frames: int) -> tup
     parts, stats = [], ChunkStats()
     have = 0
     while have < frames:
-        arrays, s = renderer.render_chunk(rng, split)
+        need = frames - have  # about 88 % of the drawn hands are kept: do not draw many more
+        arrays, s = renderer.render_chunk(rng, split, max_hands=need + need // 4 + 4)
         stats.add(s)
         if arrays:
             parts.append(arrays)
@@ -530,7 +551,7 @@ def compare_picture(real_dir: Path, seed: int = 0, height: int = 240) -> np.ndar
     from models.crop import crop_depth
     from models.handfind import find_hand
 
-    renderer = Renderer(SynthConfig(chunk=6, full_frames=True, seed=seed))
+    renderer = Renderer(SynthConfig(chunk=6, hands_per_draw=6, full_frames=True, seed=seed))
     frames, crops = [], []
     rng = np.random.default_rng(seed)
     views_seen: dict[int, int] = {0: 0, 1: 0}

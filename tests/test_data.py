@@ -37,7 +37,7 @@ FISHEYE = get_preset("azure_kinect_nfov_unbinned").intrinsics  # equidistant fis
 def shards(tmp_path_factory):
     """Two 8-frame train shards written with the generator's own functions."""
     out = tmp_path_factory.mktemp("synth") / "train"
-    renderer = Renderer(SynthConfig(chunk=8, seed=1))
+    renderer = Renderer(SynthConfig(chunk=8, hands_per_draw=8, seed=1))
     cameras = [c for c, _ in renderer.cfg.cameras]
     frames = []
     for k in range(2):

@@ -27,7 +27,7 @@ def layer():
 def shard_dir(tmp_path_factory):
     """One 32-frame train shard and one 16-frame val shard from the generator's own functions."""
     root = tmp_path_factory.mktemp("synth")
-    renderer = Renderer(SynthConfig(chunk=16, seed=3))
+    renderer = Renderer(SynthConfig(chunk=16, hands_per_draw=16, seed=3))
     cameras = [c for c, _ in renderer.cfg.cameras]
     for split, n in (("train", 32), ("val", 16)):
         arrays, _ = render_shard(renderer, split, 0, n)

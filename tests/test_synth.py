@@ -5,6 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
+from calib import project
+from models.data import sample_from_arrays, sample_intrinsics
 from models.synth import (
     FramePolicy, Renderer, SynthConfig, contact_sheet, generate, load_shard, render_shard, shard_path,
 )
@@ -15,7 +17,7 @@ TIPS = [4, 8, 12, 16, 20]
 
 @pytest.fixture(scope="module")
 def renderer() -> Renderer:
-    return Renderer(SynthConfig(chunk=16, seed=7))
+    return Renderer(SynthConfig(chunk=16, hands_per_draw=32, seed=7))
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +86,12 @@ def test_labels_are_consistent(frames, renderer):
         out = renderer.layer(torch.as_tensor(arrays["theta"]), torch.as_tensor(arrays["alpha"]),
                              torch.as_tensor(arrays["beta"]))
     np.testing.assert_allclose(out.joints.numpy(), arrays["joints_mm"], atol=1e-3)  # mm
-    # uvd are the projections of the joints with the stored intrinsics.
-    fx, fy, cx, cy = arrays["intrinsics"][:, :4].T
-    u = fx[:, None] * arrays["joints_mm"][..., 0] / arrays["joints_mm"][..., 2] + cx[:, None]
-    np.testing.assert_allclose(arrays["joints_uvd"][..., 0], u, atol=1e-2)  # px
+    # uvd are the projections of the joints with the stored intrinsics, lens model included.
+    assert len(set(arrays["distortion"].tolist())) > 1  # this seed has pinhole and distorted cameras
+    for i in range(n):
+        intr = sample_intrinsics(sample_from_arrays(arrays, i, 250.0))
+        uvd = project(arrays["joints_mm"][i].astype(np.float64), intr)
+        np.testing.assert_allclose(arrays["joints_uvd"][i], uvd, atol=1e-2)  # px and mm
     # The crop centre is near the palm centre (the finder's job), never far.
     palm = arrays["joints_mm"][:, PALM].mean(1)
     err = np.linalg.norm(arrays["com_mm"] - palm, axis=1)
@@ -105,7 +109,7 @@ def test_same_seed_same_bytes(renderer):
 
 
 def test_generate_writes_shards_and_resumes(tmp_path):
-    cfg = SynthConfig(frames_per_shard=10, chunk=8, seed=3)
+    cfg = SynthConfig(frames_per_shard=10, chunk=8, hands_per_draw=16, seed=3)
     report = generate(tmp_path, "test", 20, cfg, workers=1)
     assert report["frames"] == 20
     first = shard_path(tmp_path, "test", 0)
