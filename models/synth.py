@@ -13,12 +13,14 @@ One frame, end to end (:func:`render_chunk`):
   3. the skinned mesh from the hand layer, and a scene around it from ``models.scene``
      (body, arm, wall, table, other objects), ray-cast together at the camera's full
      resolution inside the window the hand finder and crop look at (``Intrinsics.window``:
-     the pixels are exactly those of the full frame; the rest of the frame is not rendered);
+     the pixels are exactly those of the full frame; the rest of the frame is not rendered;
+     a window wider than the crop is cast at one ray per crop pixel, see ``Renderer._raycast``);
   4. the sensor model of that camera family (``models.sensor``): noise, quantisation, edge
      dropout, shadows, flying pixels, holes, range limits, invalid = 0;
   5. the app's own hand finder and crop (``models.handfind``, ``models.crop``: the same
-     functions the live app runs) on the noisy frame; a frame where the finder misses the
-     hand is counted and dropped, as the app would have no crop for it.
+     functions the live app runs) on the noisy frame, detection falling back to tracking as
+     in the app (:class:`FramePolicy`); a frame where the finder still misses the hand is
+     counted and dropped, as the app would have no crop for it.
 
 Written per shard (``shard_00000.npz``, compressed), N frames each:
   patch (N, S, S) float16       normalised crop, [-1, 1] (models.crop)
