@@ -414,6 +414,28 @@ class Articulations(NamedTuple):
     family: np.ndarray
 
 
+class HandBodies(NamedTuple):
+    """Hands before placement (:meth:`HandSampler.bodies`), n of them; ``take`` selects some.
+
+    joints, palm and forearm_end are in the hand frame, mm: the posed joints (n, 21, 3), the
+    palm centre and the far end of the forearm at rest (n, 3), float64.
+    """
+
+    alpha: np.ndarray
+    beta: np.ndarray
+    articulations: Articulations
+    view: np.ndarray
+    subject: np.ndarray
+    joints: np.ndarray
+    palm: np.ndarray
+    forearm_end: np.ndarray
+
+    def take(self, index: slice | np.ndarray) -> "HandBodies":
+        arts = Articulations(*(np.asarray(f)[index] for f in self.articulations))
+        return HandBodies(self.alpha[index], self.beta[index], arts, self.view[index], self.subject[index],
+                          self.joints[index], self.palm[index], self.forearm_end[index])
+
+
 class SubjectPool(NamedTuple):
     """A split's hands. ids (m,) int32; alpha (m, 6), beta (m, 7) float64; hand_length_mm (m,);
     palm_centre_mm (m, 3) and forearm_end_mm (m, 3): rest-pose points in the hand frame."""
@@ -1283,28 +1305,6 @@ class HandSampler:
             posebank_index=arts.posebank_index,
             family=arts.family,
         )
-
-
-class HandBodies(NamedTuple):
-    """Hands before placement (:meth:`HandSampler.bodies`), n of them; ``take`` selects some.
-
-    joints, palm and forearm_end are in the hand frame, mm: the posed joints (n, 21, 3), the
-    palm centre and the far end of the forearm at rest (n, 3), float64.
-    """
-
-    alpha: np.ndarray
-    beta: np.ndarray
-    articulations: "Articulations"
-    view: np.ndarray
-    subject: np.ndarray
-    joints: np.ndarray
-    palm: np.ndarray
-    forearm_end: np.ndarray
-
-    def take(self, index: slice | np.ndarray) -> "HandBodies":
-        arts = Articulations(*(np.asarray(f)[index] for f in self.articulations))
-        return HandBodies(self.alpha[index], self.beta[index], arts, self.view[index], self.subject[index],
-                          self.joints[index], self.palm[index], self.forearm_end[index])
 
 
 @functools.lru_cache(maxsize=2)

@@ -337,3 +337,22 @@ def test_coverage_report(tmp_path, capsys) -> None:
     text = capsys.readouterr().out
     assert "filled" in text and "hand length" in text and "egocentric" in text
     assert out.is_file() and out.stat().st_size > 10_000
+
+
+def test_placement_within_a_depth_range(sampler: S.HandSampler) -> None:
+    """With a depth range, every placement that succeeds has its palm centre inside it (mm),
+    and redrawing keeps most placements (a 450-900 mm camera); ``sample`` is
+    ``place(bodies(...))`` with the same draws."""
+    bodies = sampler.bodies(np.random.default_rng(5), 300, "train")
+    for near, far, share in ((450.0, 900.0, 0.97), (550.0, 650.0, 0.6)):
+        placed = S.place_hands(np.random.default_rng(6), bodies.view, bodies.joints, bodies.palm,
+                               bodies.forearm_end, D435, sampler.cfg.view, (near, far))
+        z = placed.palm_centre[placed.in_view, 2]
+        assert placed.in_view.mean() >= share
+        assert z.min() >= near and z.max() <= far  # mm
+    rng = np.random.default_rng(9)
+    a = sampler.sample(rng, 20, D435, "val")
+    rng = np.random.default_rng(9)
+    b = sampler.place(rng, sampler.bodies(rng, 20, "val"), D435)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)

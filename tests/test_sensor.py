@@ -361,3 +361,18 @@ def test_tiny_windows_work(size):
     for preset, _ in REFERENCE.values():
         out = apply_sensor(depth, window, sensor_for_preset(preset), np.random.default_rng(0), normals, window_u0=300)
         assert out.shape == depth.shape and np.all(out[depth == 0] == 0)
+
+
+def test_range_envelope_holds_every_drawn_range():
+    """range_envelope_mm bounds the ranges sample_sensor draws for a preset (mm)."""
+    from models.sensor import range_envelope_mm
+
+    for name in ("kinect_v1_640x480", "d435_848x480", "senz3d_320x240"):
+        near, far = range_envelope_mm(name)
+        base = sensor_for_preset(name)
+        assert near < base.min_range_mm < base.max_range_mm < far
+        rng = np.random.default_rng(0)
+        drawn = [sample_sensor(rng, name) for _ in range(300)]
+        assert min(m.min_range_mm for m in drawn) >= near
+        assert max(m.max_range_mm for m in drawn) <= far
+        assert min(m.min_range_mm for m in drawn) < near * 1.02  # the bound is reached, not loose
