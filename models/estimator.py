@@ -30,8 +30,8 @@ nearer, the other hand or a cup, does not steal the track; tracking is used then
 ``redetect_every = 1`` detects on every frame: on the demo recording the mean joint error was
 40.7 mm that way and 43.6 mm with ``redetect_every = 5`` (interim model, step 2674), and mean
 shift alone slid down the forearm within 60 frames when the hand moved up fast while the
-network's joints were off; the detector re-anchors the crop on the free end of the arm. :meth:`Estimator.reset` forgets the
-previous hand (a new sequence).
+network's joints were off; the detector re-anchors the crop on the free end of the arm.
+:meth:`Estimator.reset` forgets the previous hand (a new sequence).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ import torch
 
 from calib import Intrinsics, project
 from models.crop import Crop, CropConfig, crop_depth
-from models.handfind import HandDetection, HandFinderConfig, find_hand, track_centre
+from models.handfind import HandDetection, HandFinderConfig, detection_agrees, find_hand, track_centre
 from models.joints import palm_centre
 
 
@@ -195,7 +195,7 @@ class Estimator:
                 return tracked
         self._since_detect = 0
         found = find_hand(depth_mm, intr, self.cfg.finder)
-        if found is not None and np.linalg.norm(found.com_mm - self._previous) <= 0.5 * self.crop_cfg.cube_mm:
+        if detection_agrees(found, self._previous, self.crop_cfg.cube_mm):
             return found
         tracked = tracked or self._track(depth_mm, intr)
         return tracked if tracked is not None else found

@@ -79,7 +79,7 @@ import numpy as np
 from calib import Intrinsics, backproject, check_depth_mm, project
 from models.joints import palm_centre
 
-__all__ = ["HandDetection", "HandFinderConfig", "find_hand", "track_hand"]
+__all__ = ["HandDetection", "HandFinderConfig", "detection_agrees", "find_hand", "track_centre", "track_hand"]
 
 
 
@@ -569,6 +569,15 @@ def track_hand(depth_mm: np.ndarray, intr: Intrinsics, previous_joints_mm: np.nd
     if not np.all(np.isfinite(joints)):
         raise ValueError("previous_joints_mm: expected finite values, got NaN or inf")
     return track_centre(depth_mm, intr, palm_centre(joints), cfg)  # models.joints
+
+
+def detection_agrees(found: HandDetection | None, previous_centre_mm: np.ndarray, cube_mm: float) -> bool:
+    """Whether a detection belongs to the hand tracked so far: its centre within half a crop
+    cube of the previous hand's centre (mm, camera frame). A detection farther away is another
+    object that came nearer (the other hand, a cup); the tracker should take over."""
+    if found is None:
+        return False
+    return float(np.linalg.norm(found.com_mm - np.asarray(previous_centre_mm, dtype=np.float64))) <= 0.5 * cube_mm
 
 
 def track_centre(depth_mm: np.ndarray, intr: Intrinsics, previous_centre_mm: np.ndarray,

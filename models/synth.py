@@ -234,7 +234,7 @@ class Renderer:
                view: int, stats: ChunkStats) -> dict[str, np.ndarray] | None:
         """One hand through scene, ray cast, sensor, finder and crop; None (and counted) if dropped."""
         from models.crop import crop_depth, crop_window
-        from models.handfind import find_hand, track_hand
+        from models.handfind import detection_agrees, find_hand, track_hand
         from models.joints import palm_centre
         from models.sampling import View
         from models.sensor import sample_sensor
@@ -257,10 +257,8 @@ class Renderer:
         det = None
         if not egocentric and rng.random() >= policy.track_share:
             det = find_hand(depth, win, self.finder_cfg)
-            # the app's rule (models.estimator): a detection farther than half a cube from the
-            # previous hand is another object; the tracker takes over
-            if det is not None and np.linalg.norm(det.com_mm - palm_centre(previous)) > 0.5 * self.crop_cfg.cube_mm:
-                det = None
+            if not detection_agrees(det, palm_centre(previous), self.crop_cfg.cube_mm):
+                det = None  # as in the app (models.estimator): the tracker takes over
         if det is None:
             det = track_hand(depth, win, previous, self.finder_cfg)
         if det is None:

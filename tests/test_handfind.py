@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from calib import Intrinsics, get_preset, project
-from models.handfind import HandDetection, HandFinderConfig, find_hand, track_hand
+from models.handfind import HandDetection, HandFinderConfig, detection_agrees, find_hand, track_hand
 from models.joints import palm_centre
 
 DATA = Path(__file__).resolve().parent / "data" / "sr305"
@@ -329,3 +329,14 @@ def test_sr305_real_frames():
         assert near.size > 50, name
     assert len(errors) == 19
     assert np.median(errors) < 18.0  # px
+
+
+def test_detection_agrees_within_half_a_cube():
+    """The app's rule (shared by models.estimator and models.synth): a detection within half
+    a crop cube (125 mm of 250) of the previous hand is the same hand."""
+    previous = np.array([10.0, -20.0, 500.0])
+    near = HandDetection(previous + np.array([0.0, 124.0, 0.0]), np.zeros(3), 100, "detect")
+    far = HandDetection(previous + np.array([75.0, 0.0, 101.0]), np.zeros(3), 100, "detect")  # 125.8 mm
+    assert detection_agrees(near, previous, 250.0)
+    assert not detection_agrees(far, previous, 250.0)
+    assert not detection_agrees(None, previous, 250.0)
