@@ -215,7 +215,8 @@ HEADER = (f"{'model':<28} {'mean':>7} {'median':>7} {'vertex':>7} {'<20mm':>6} {
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", action="append", required=True, help="a .pt or .onnx model (repeatable)")
+    ap.add_argument("--model", action="extend", nargs="+", required=True,
+                    help="one or more .pt or .onnx models (the option may be repeated)")
     ap.add_argument("--data", default="data/synth/test", help="shard directory or an app --source with labels")
     ap.add_argument("--labels", default=None, help="labels file for a PNG folder or a recording")
     ap.add_argument("--hand", choices=("right", "left"), default="right")
