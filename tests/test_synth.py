@@ -157,3 +157,23 @@ def test_upsampling_picks_the_nearest_coarse_pixel():
     ratio = 390 / 106
     distance = np.abs((picked + 0.5) * ratio - 0.5 - np.arange(390))  # camera px
     assert distance.max() <= 0.5 * ratio + 1e-9
+
+
+def test_written_shards_evaluate_with_several_models(tmp_path):
+    """Shards as the generator writes them feed ``python -m models.evaluate``, which takes
+    several models after one ``--model`` (as the README's success-curve command does)."""
+    import json
+    from pathlib import Path
+
+    from models.evaluate import main as evaluate
+
+    generate(tmp_path, "test", 12, SynthConfig(frames_per_shard=12, chunk=8, hands_per_draw=16, seed=5), workers=1)
+    weights = Path(__file__).resolve().parent.parent / "models" / "weights"
+    out = tmp_path / "eval.json"
+    code = evaluate(["--model", str(weights / "deephps.pt"), str(weights / "compare" / "sdnet.pt"),
+                     "--data", str(tmp_path / "test"), "--json", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())["results"]
+    assert sorted(results) == ["deephps", "sdnet"]
+    for r in results.values():
+        assert r["frames"] == 12 and 0.0 < r["mean_mm"] < 200.0  # mm
