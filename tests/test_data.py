@@ -403,3 +403,24 @@ def test_make_loader_batches_are_seeded(shards):
         for u, v in zip(x, y):
             assert torch.equal(u, v)
     assert not all(torch.equal(x.index, y.index) for x, y in zip(a, run(8)))
+
+
+def test_pinhole_rotation_is_the_general_pull_back():
+    """Without a lens model the rotation's pull-back is the homography A·K·Rᵀ·K⁻¹·A⁻¹: on every
+    patch pixel it gives the general ray path's source pixel (1e-9 px) and w (1e-12)."""
+    from models.data import _rotate_step, pull_rotation
+
+    rng = np.random.default_rng(3)
+    v, u = np.mgrid[0:S, 0:S].astype(np.float64)
+    for com in ([0.0, 0.0, 500.0], [180.0, -120.0, 420.0], [-260.0, 90.0, 700.0]):
+        sample = synthetic(rng.uniform(-1, 1, (S, S)), np.array(com))
+        angle = math.radians(rng.uniform(-180, 180))
+        _, warp = _rotate_step(sample, angle)
+        assert warp.pull.func is pull_homography
+        c = np.asarray(sample.com_mm, dtype=np.float64)
+        r = axis_angle_to_matrix(torch.as_tensor(c / np.linalg.norm(c) * angle)).numpy()
+        general = pull_rotation(crop_window(c, PINHOLE), PINHOLE, r.T, u, v)
+        fast = warp.pull(u, v)
+        np.testing.assert_allclose(fast[0], general[0], atol=1e-9)  # px
+        np.testing.assert_allclose(fast[1], general[1], atol=1e-9)  # px
+        np.testing.assert_allclose(fast[2], general[2], atol=1e-12)
