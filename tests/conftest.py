@@ -33,3 +33,24 @@ def display():
         os.environ["DISPLAY"] = old
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def read_video_frames():
+    """A function: path -> every frame of that video, in order, (H, W, 3) uint8 BGR (cv2's order)."""
+    return _read_video_frames
+
+
+def _read_video_frames(path) -> list:
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return frames
+            frames.append(frame)
+    finally:
+        cap.release()

@@ -17,22 +17,14 @@ def _near(img: np.ndarray, rgb, tol: float = 40.0) -> np.ndarray:
     return np.linalg.norm(img.astype(np.float64) - 255.0 * np.asarray(rgb), axis=-1) < tol
 
 
-def test_app_draws_the_tracked_hand_in_the_window(display, tmp_path):
-    import cv2
-
+def test_app_draws_the_tracked_hand_in_the_window(display, tmp_path, read_video_frames):
     video = tmp_path / "app.mp4"
     proc = subprocess.run([sys.executable, "-m", "app", "--max-frames", "12", "--as-fast-as-possible",
                            "--video", str(video)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**__import__("os").environ, "DISPLAY": display})
     assert proc.returncode == 0, proc.stderr
     assert "hand found 100.0 %" in proc.stdout
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(bgr[..., ::-1])
+    frames = [bgr[..., ::-1] for bgr in read_video_frames(video)]
     assert len(frames) == 12
     img = frames[-1]
     h, w = img.shape[:2]

@@ -325,7 +325,7 @@ def test_software_viewer_draws_the_hand(hand_state, empty_state):
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-def test_headless_video_writes_every_frame(hand_state, tmp_path, suffix):
+def test_headless_video_writes_every_frame(hand_state, tmp_path, suffix, read_video_frames):
     n, size = 12, (640, 360)
     viewer = SoftwareViewer(*size, faces=hand_state.faces)
     path = tmp_path / f"out{suffix}"
@@ -334,14 +334,7 @@ def test_headless_video_writes_every_frame(hand_state, tmp_path, suffix):
             viewer.update(replace(hand_state, hud=f"frame {i}"))
             writer.write(viewer.capture())
     assert writer.frames_written == n and writer.closed
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_video_frames(path)
     assert len(frames) == n
     assert frames[0].shape == (size[1], size[0], 3)
     first = cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB)
