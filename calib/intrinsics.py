@@ -59,6 +59,10 @@ _JSON_SUFFIXES = (".json",)
 
 
 def _as_float(field: str, value: Any) -> float:
+    if type(value) is float:   # fast path (windows and scalings are made per rendered frame)
+        if not math.isfinite(value):
+            raise ValueError(f"Intrinsics.{field}: expected a finite number, got {value!r}")
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"Intrinsics.{field}: expected a real number, got {type(value).__name__} {value!r}")
     out = float(value)
@@ -68,6 +72,8 @@ def _as_float(field: str, value: Any) -> float:
 
 
 def _as_size(field: str, value: Any) -> int:
+    if type(value) is int and value > 0:   # fast path
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"Intrinsics.{field}: expected an int (pixels), got {type(value).__name__} {value!r}")
     out = int(value)

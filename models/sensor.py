@@ -296,10 +296,14 @@ def preset_sensor(name: str) -> PresetSensor:
 @lru_cache(maxsize=64)  # frozen results; called per rendered frame
 def sensor_for_preset(name: str) -> SensorModel:
     """The sensor model of a ``calib`` preset (``python -m calib list``); ValueError if unknown."""
-    known = [p.name for p in list_presets()]
-    if name not in known:
-        raise ValueError(f"unknown camera preset {name!r}; expected one of {known}")
+    if name not in _preset_names():
+        raise ValueError(f"unknown camera preset {name!r}; expected one of {list(_preset_names())}")
     return preset_sensor(name).model
+
+
+@lru_cache(maxsize=1)
+def _preset_names() -> tuple[str, ...]:
+    return tuple(p.name for p in list_presets())
 
 
 def family_for_preset(name: str) -> str:
@@ -358,7 +362,7 @@ def sample_sensor(rng: np.random.Generator, kind: str, jitter: SensorJitter = Se
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"sample_sensor: expected a numpy Generator, got {type(rng).__name__}")
-    if kind not in _FAMILY_PRESETS and kind not in {p.name for p in list_presets()}:
+    if kind not in _FAMILY_PRESETS and kind not in _preset_names():
         raise ValueError(f"sample_sensor: expected a family {FAMILIES} or a camera preset name, got {kind!r}")
     if kind in _FAMILY_PRESETS:
         names, weights = zip(*_FAMILY_PRESETS[kind])
@@ -660,14 +664,18 @@ def _ray_terms(fx: float, fy: float, cx: float, cy: float, width: int, height: i
     return x, y, inv_norm2
 
 
-def _grazing_indices(normals: np.ndarray, rng: np.random.Generator, model: SensorModel, intr: Intrinsics
-                     ) -> np.ndarray:
-    """Flat indices of grazing pixels to drop, decided on 2x2 blocks (one normal per block)."""
-    h, w = normals.shape[:2]
+def _grazing_indices(normals: np.ndarray, shape: tuple[int, int], rng: np.random.Generator, model: SensorModel,
+                     intr: Intrinsics) -> np.ndarray:
+    """Flat indices of grazing pixels of an (H, W) = ``shape`` image to drop, decided on 2x2
+    blocks (one normal per block). ``normals``: (H, W, 3), or (h, w, 3) on a coarser grid over
+    the same field of view (``Intrinsics.scaled``), e.g. a ray cast at fewer rays."""
+    h, w = shape
     h2, w2 = (h + 1) // 2, (w + 1) // 2
-    # block (r, c) uses the normal of pixel (2r, 2c) (cv2 nearest), whose ray is that of (r, c) at half scale
+    # block (r, c) uses the normal of pixel (2r, 2c) (cv2 nearest), whose ray is that of (r, c) at half
+    # scale; from a coarser grid, the normal nearest the block's centre (centre-aligned nearest)
     x, y, inv_norm2 = _ray_terms(intr.fx / 2.0, intr.fy / 2.0, intr.cx / 2.0, intr.cy / 2.0, w2, h2)
-    half = cv2.resize(np.ascontiguousarray(normals, dtype=np.float32), (w2, h2), interpolation=cv2.INTER_NEAREST)
+    nearest = cv2.INTER_NEAREST if normals.shape[:2] == (h, w) else cv2.INTER_NEAREST_EXACT
+    half = cv2.resize(np.ascontiguousarray(normals, dtype=np.float32), (w2, h2), interpolation=nearest)
     dot = half[..., 0] * x + half[..., 1] * y + half[..., 2]
     cos2 = cv2.multiply(cv2.multiply(dot, dot), inv_norm2)
     c02 = math.cos(math.radians(model.grazing_start_deg)) ** 2
@@ -888,7 +896,8 @@ def drop_grazing(depth_mm: np.ndarray, normals: np.ndarray, rng: np.random.Gener
                  model: SensorModel, intr: Intrinsics) -> np.ndarray:
     """Drop pixels seen at grazing incidence, in clumps of ~2 px: with probability
     grazing_dropout_prob * clip((cos0^2 - cos^2) / cos0^2, 0, 1), cos = |ray . normal| / |ray|,
-    cos0 = cos(grazing_start_deg); ``normals`` (H, W, 3) unit, any sign (0 where no surface)."""
+    cos0 = cos(grazing_start_deg); ``normals`` (H, W, 3) unit, any sign (0 where no surface), or
+    the same on a coarser grid of the same view (e.g. a ray cast with fewer rays)."""
     _check_rng(rng)
     depth = _check_depth(depth_mm)
     _check_intr(depth, intr)
@@ -896,14 +905,16 @@ def drop_grazing(depth_mm: np.ndarray, normals: np.ndarray, rng: np.random.Gener
     if model.grazing_dropout_prob <= 0:
         return depth.copy()
     out = depth.copy()
-    out.reshape(-1)[_grazing_indices(normals, rng, model, intr)] = 0.0
+    out.reshape(-1)[_grazing_indices(normals, depth.shape, rng, model, intr)] = 0.0
     return out
 
 
 def _check_normals(normals: np.ndarray, shape: tuple[int, int]) -> None:
-    if not isinstance(normals, np.ndarray) or normals.shape != shape + (3,):
-        raise ValueError(f"normals: expected an array of shape {shape + (3,)}, "
-                         f"got {getattr(normals, 'shape', type(normals).__name__)}")
+    """(H, W, 3) = ``shape`` + (3,), or a coarser (h <= H, w <= W) grid of the same view."""
+    if (not isinstance(normals, np.ndarray) or normals.ndim != 3 or normals.shape[2] != 3
+            or not (0 < normals.shape[0] <= shape[0] and 0 < normals.shape[1] <= shape[1])):
+        raise ValueError(f"normals: expected an array of shape {shape + (3,)} (or a coarser grid of the "
+                         f"same view), got {getattr(normals, 'shape', type(normals).__name__)}")
 
 
 def apply_range(depth_mm: np.ndarray, model: SensorModel) -> np.ndarray:
@@ -923,7 +934,8 @@ def apply_sensor(depth_mm: np.ndarray, intr: Intrinsics, model: SensorModel, rng
     Same effects as the functions above, in this order: flying pixels, multipath (ToF; on the
     ideal geometry) -> noise -> quantisation -> invalidation of: shadows and the D4xx border band
     (ideal geometry), the edge bands (edges of the ideal image), speckle, grazing pixels (only with
-    ``normals`` (H, W, 3), e.g. ``RaycastResult.normals``), depths outside the range -> holes.
+    ``normals`` (H, W, 3), e.g. ``RaycastResult.normals``, or a coarser grid of the same view),
+    depths outside the range -> holes.
     Returns (H, W) float32 mm, 0 = invalid; invalid input pixels stay invalid. ``window_u0``: see
     :func:`cast_shadows` (pass the window's first column when the image is a window of the frame).
     """
@@ -949,7 +961,7 @@ def apply_sensor(depth_mm: np.ndarray, intr: Intrinsics, model: SensorModel, rng
     if model.speckle_prob > 0:
         keep = cv2.subtract(keep, _speckle_u8(ideal.shape, rng, model))
     if normals is not None and model.grazing_dropout_prob > 0:
-        keep.reshape(-1)[_grazing_indices(normals, rng, model, intr)] = 0
+        keep.reshape(-1)[_grazing_indices(normals, ideal.shape, rng, model, intr)] = 0
     if model.baseline_mm > 0:
         keep.reshape(-1)[_shadow_indices(ideal, model, intr.fx)] = 0
         border = _border_hidden(ideal, model, intr.fx, window_u0)

@@ -252,7 +252,7 @@ class Renderer:
             u0, v0, w, h = render_window(palm, intr, self.crop_cfg.cube_mm, cfg.window_margin)
         win = intr.window(u0, v0, w, h)
         egocentric = view == int(View.EGOCENTRIC)
-        depth, hit = self.render_depth(rng, sensor, intr, (u0, v0, w, h), verts, joints, egocentric)
+        depth, hand = self.render_depth(rng, sensor, intr, (u0, v0, w, h), verts, joints, egocentric)
         previous = joints + rng.normal(0.0, policy.track_noise_mm, 3) + rng.normal(0.0, 3.0, (21, 3))
         det = None
         if not egocentric and rng.random() >= policy.track_share:
@@ -273,7 +273,7 @@ class Renderer:
         stats.tracked += det.method == "track"
         stats.detected += det.method != "track"
         crop = crop_depth(depth, win, det.com_mm, self.crop_cfg)
-        mask = cv2_warp_nearest((hit.geometry_id == 0).astype(np.uint8), crop.crop_from_image, self.crop_cfg.size)
+        mask = cv2_warp_nearest(hand.view(np.uint8), crop.crop_from_image, self.crop_cfg.size)
         frame = {
             "patch": crop.patch.astype(np.float16),
             "mask": mask > 0,
@@ -291,44 +291,58 @@ class Renderer:
         return frame
 
     def render_depth(self, rng: np.random.Generator, sensor, intr: Intrinsics, window: tuple[int, int, int, int],
-                     verts: np.ndarray, joints: np.ndarray, egocentric: bool):
+                     verts: np.ndarray, joints: np.ndarray, egocentric: bool) -> tuple[np.ndarray, np.ndarray]:
         """The hand in a sampled scene, ray-cast inside ``window`` and seen through ``sensor``.
 
         sensor: a ``models.sensor.SensorModel``; intr: the full frame's intrinsics; window:
         (u0, v0, width, height) pixels of it; verts (V, 3), joints (21, 3): the hand, mm,
-        camera frame. Returns (depth (h, w) float32 mm with 0 = invalid, the ideal ray-cast
-        ``RaycastResult``). The live source ``sources.synthetic`` renders whole frames with it.
+        camera frame. Returns (depth (h, w) float32 mm with 0 = invalid, hand (h, w) bool: the
+        pixels whose ideal ray hits the hand). The live source ``sources.synthetic`` renders
+        whole frames with it.
         """
-        from models.scene import sample_scene
+        from models.scene import merge_meshes, sample_scene
         from models.sensor import apply_sensor
 
         u0, v0, w, h = window
         win = intr.window(u0, v0, w, h)
         scene = sample_scene(rng, verts, joints, intr, "egocentric" if egocentric else "third_person", self.scene_cfg)
-        hit = self._raycast([(verts, self.faces)] + [(m.vertices, m.faces) for m in scene], win)
-        return apply_sensor(hit.depth, win, sensor, rng, normals=hit.normals, window_u0=u0), hit
+        meshes = [(verts, self.faces)]
+        if scene:  # one geometry for the whole background: Open3D adds each geometry at ~0.1 ms
+            meshes.append(merge_meshes(scene))
+        cast = self._raycast(meshes, win)
+        return apply_sensor(cast.depth, win, sensor, rng, normals=cast.normals, window_u0=u0), cast.geometry_id == 0
 
-    def _raycast(self, meshes: list, win: Intrinsics):
+    def _raycast(self, meshes: list, win: Intrinsics) -> "WindowCast":
         """Ray-cast the window; at most ``max_rays_per_crop_px`` rays per crop pixel across.
 
         The crop resamples the window to ``crop.size`` pixels with nearest neighbours, so a
         window wider than ``max_rays_per_crop_px x size x window_margin`` pixels is cast on a
         coarser grid of that width (``Intrinsics.scaled``: same field of view, any ratio) and
-        brought back to the camera's pixel grid with nearest neighbours. The sensor model then
-        still works in the camera's own pixels (its edge bands, shadows and holes keep their
-        real size); only the hand's silhouette is quantised to the coarser grid.
+        its depth and mesh ids brought back to the camera's pixel grid with nearest neighbours.
+        The sensor model then still works in the camera's own pixels (its edge bands, shadows
+        and holes keep their real size); only the hand's silhouette is quantised to the coarser
+        grid. The normals stay on the cast grid (the sensor model samples them per 2x2 block).
         """
-        from models.render import RaycastResult, raycast
+        from models.render import raycast
 
         across = self.cfg.max_rays_per_crop_px * self.crop_cfg.size * self.cfg.window_margin
         longest = max(win.width, win.height)
         if longest <= across:
-            return raycast(meshes, win, self.threads)
+            hit = raycast(meshes, win, self.threads)
+            return WindowCast(hit.depth, hit.geometry_id, hit.normals)
         s = across / longest
         coarse = win.scaled(max(1, round(win.width * s)), max(1, round(win.height * s)))
         hit = raycast(meshes, coarse, self.threads)
         up = lambda a: cv2_resize_nearest(a, win.width, win.height)  # noqa: E731
-        return RaycastResult(up(hit.depth), up(hit.normals), up(hit.geometry_id), up(hit.triangle_id))
+        return WindowCast(up(hit.depth), up(hit.geometry_id), hit.normals)
+
+
+class WindowCast(NamedTuple):
+    """A window's ideal ray cast (see ``Renderer._raycast``)."""
+
+    depth: np.ndarray        # (H, W) float32 mm at the window's pixels, 0 = no hit
+    geometry_id: np.ndarray  # (H, W) int32 index into the mesh list, -1 = no hit
+    normals: np.ndarray      # (h, w, 3) float32 on the cast grid (h <= H, w <= W), 0 = no hit
 
 
 def cv2_resize_nearest(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -389,21 +403,27 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     os.replace(tmp, path)
 
 
-def _worker_init(cfg: SynthConfig) -> None:
+def _worker_init(cfg: SynthConfig, started: float | None = None) -> None:
+    """Load everything a worker needs (torch, Open3D, the hand layer); ``started``: the
+    ``time.time()`` the pool was asked for, to report how long start-up took."""
+    import open3d  # noqa: F401  (the first ray cast would load it: ~1-2 s, counted as start-up here)
     import torch
 
     import cv2
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    global _RENDERER
+    global _RENDERER, _READY_S
     _RENDERER = Renderer(cfg, threads=1)
+    _READY_S = None if started is None else time.time() - started
 
 
 _RENDERER: Renderer | None = None
+_READY_S: float | None = None    # this worker's start-up, s; reported with its first shard
 
 
 def _worker_shard(job: tuple[Path, str, int, int]) -> tuple[int, int, dict]:
+    global _READY_S
     out_dir, split, shard, frames = job
     assert _RENDERER is not None
     t0 = time.perf_counter()
@@ -415,6 +435,8 @@ def _worker_shard(job: tuple[Path, str, int, int]) -> tuple[int, int, dict]:
     write_shard(shard_path(out_dir, split, shard), arrays, meta)
     summary = {k: meta[k] for k in ("rendered", "no_hand", "wrong_object", "tracked", "detected")}
     summary["com_error_mm"] = stats.com_error_mm
+    summary["start_s"] = [] if _READY_S is None else [_READY_S]
+    _READY_S = None
     return shard, frames, summary
 
 
@@ -448,16 +470,17 @@ def generate(out_dir: Path, split: str, frames: int, cfg: SynthConfig, workers: 
         if not shard_path(out_dir, split, s).exists():
             jobs.append((out_dir, split, s, n))
     todo = sum(j[3] for j in jobs)
-    totals = {"rendered": 0, "no_hand": 0, "wrong_object": 0, "tracked": 0, "detected": 0, "com_error_mm": []}
+    totals = {"rendered": 0, "no_hand": 0, "wrong_object": 0, "tracked": 0, "detected": 0, "com_error_mm": [],
+              "start_s": []}
     progress = _Progress(todo, f"{split}: {len(jobs)} of {shards} shards to write")
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     if workers <= 1:
-        _worker_init(cfg)
+        _worker_init(cfg, started)
         results = map(_worker_shard, jobs)
     else:
         import multiprocessing as mp
 
-        pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(cfg,))
+        pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(cfg, started))
         results = pool.imap_unordered(_worker_shard, jobs)
     for _, n, summary in results:
         for k in totals:
@@ -469,7 +492,9 @@ def generate(out_dir: Path, split: str, frames: int, cfg: SynthConfig, workers: 
         pool.join()
     seconds = time.perf_counter() - t0
     errors = np.asarray(totals.pop("com_error_mm"), dtype=np.float64)
+    start = totals.pop("start_s")
     report = dict(totals, frames=todo, seconds=seconds, fps=todo / max(seconds, 1e-9),
+                  start_s=max(start) if start else None,
                   com_error_mm_median=float(np.median(errors)) if errors.size else None,
                   com_error_mm_p90=float(np.percentile(errors, 90)) if errors.size else None)
     return report
@@ -601,7 +626,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--vertices", action="store_true", help="also store the mesh vertices (7 KB a frame)")
     bench = sub.add_parser("bench", help="frames per second, end to end to disk (median of --runs runs)")
-    bench.add_argument("--frames", type=int, default=1000)
+    bench.add_argument("--frames", type=int, default=30000,
+                       help="frames per run (default 30000: start-up is then ~3 %% of a run, as in a real job)")
     bench.add_argument("--runs", type=int, default=3)
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     sheet = sub.add_parser("sheet", help="contact sheet of a shard's crops with their joints")
@@ -639,8 +665,10 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             rates.append(report["fps"])
+            start = report["start_s"] or 0.0
             print(f"run {run + 1}: {report['frames']} frames in {report['seconds']:.1f} s = {report['fps']:.1f} fps "
-                  f"({size / max(report['frames'], 1) / 1024:.1f} KiB/frame on disk; dropped: "
+                  f"({size / max(report['frames'], 1) / 1024:.1f} KiB/frame on disk; workers started in {start:.1f} s, "
+                  f"{report['frames'] / max(report['seconds'] - start, 1e-9):.1f} fps after that; dropped: "
                   f"{report['no_hand']} no hand, {report['wrong_object']} wrong object of {report['rendered']})")
         print(f"median {statistics.median(rates):.1f} labelled frames/s over {args.runs} runs, "
               f"{args.workers} workers, {os.cpu_count()} cores")

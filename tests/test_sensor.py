@@ -309,6 +309,26 @@ def test_grazing_dropout_needs_steep_surfaces():
     assert 0.4 < lost < 0.75
 
 
+def test_grazing_dropout_reads_normals_from_a_coarser_cast():
+    """Normals on a coarser grid of the same view (a ray cast with fewer rays) drop the same
+    pixels as the full-resolution normals when the surface is flat, and the left half of a
+    two-part surface still decides the left half of the image."""
+    model = sensor_for_preset("sr305_640x480")
+    depth = _plane(SR305, 800.0)
+    steep = np.zeros(depth.shape + (3,), np.float32)
+    steep[..., 0] = math.cos(math.radians(3.0))
+    steep[..., 2] = -math.sin(math.radians(3.0))
+    full = drop_grazing(depth, steep, np.random.default_rng(0), model, SR305) == 0
+    coarse = drop_grazing(depth, np.ascontiguousarray(steep[::3, ::3]), np.random.default_rng(0), model, SR305) == 0
+    assert 0.3 < full.mean() and np.array_equal(coarse, full)
+    split = steep[::4, ::4].copy()               # (120, 160): left half faces the camera
+    split[:, :80] = (0.0, 0.0, -1.0)
+    lost = drop_grazing(depth, split, np.random.default_rng(0), model, SR305) == 0
+    assert lost[:, :318].mean() == 0.0 and lost[:, 322:].mean() > 0.3   # 2 px blocks at the seam
+    with pytest.raises(ValueError, match="normals"):
+        drop_grazing(depth, np.zeros((481, 640, 3), np.float32), np.random.default_rng(0), model, SR305)
+
+
 def test_holes_are_blobs_of_the_given_size():
     model = dataclasses.replace(sensor_for_preset("d435_848x480"), holes_per_frame=20.0, hole_radius_px=(3.0, 6.0))
     out = drop_holes(_plane(SR305, 800.0), np.random.default_rng(1), model)
