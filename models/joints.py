@@ -104,11 +104,14 @@ PALM_CENTRE_JOINTS: tuple[int, ...] = (Joint.WRIST, Joint.INDEX_MCP, Joint.MIDDL
                                        Joint.LITTLE_MCP)
 
 
+_PALM_INDEX: list[int] = [int(j) for j in PALM_CENTRE_JOINTS]
+
+
 def palm_centre(joints):
     """(..., 21, 3) joints -> (..., 3) palm centre, same units; numpy arrays or torch tensors."""
     if tuple(joints.shape[-2:]) != (NUM_JOINTS, 3):
         raise ValueError(f"expected joints of shape (..., 21, 3), got {tuple(joints.shape)}")
-    return joints[..., list(PALM_CENTRE_JOINTS), :].mean(-2)
+    return joints[..., _PALM_INDEX, :].mean(-2)
 
 
 @dataclass(frozen=True)

@@ -149,14 +149,12 @@ class SensorModel:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"SensorModel.family: expected one of {FAMILIES}, got {self.family!r}")
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name in ("family", "name", "hole_radius_px", "border_invalid", "shadow_side"):
-                continue
+        for name in _numeric_fields():
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TypeError(f"SensorModel.{field.name}: expected a finite number, got {value!r}")
+                raise TypeError(f"SensorModel.{name}: expected a finite number, got {value!r}")
             if value < 0:
-                raise ValueError(f"SensorModel.{field.name}: expected >= 0, got {value}")
+                raise ValueError(f"SensorModel.{name}: expected >= 0, got {value}")
         if not 0 < self.min_range_mm < self.max_range_mm:
             raise ValueError("SensorModel: expected 0 < min_range_mm < max_range_mm, got "
                              f"{self.min_range_mm} and {self.max_range_mm}")
@@ -176,6 +174,13 @@ class SensorModel:
         if self.lowfreq_cell_px < 1 or self.edge_cell_px < 1:
             raise ValueError("SensorModel: expected lowfreq_cell_px and edge_cell_px >= 1 px, got "
                              f"{self.lowfreq_cell_px} and {self.edge_cell_px}")
+
+
+@lru_cache(maxsize=1)
+def _numeric_fields() -> tuple[str, ...]:
+    """SensorModel's fields that must be finite numbers >= 0 (a sensor is drawn per frame)."""
+    return tuple(f.name for f in dataclasses.fields(SensorModel)
+                 if f.name not in ("family", "name", "hole_radius_px", "border_invalid", "shadow_side"))
 
 
 class PresetSensor(NamedTuple):
