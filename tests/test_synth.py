@@ -113,12 +113,14 @@ def test_generate_writes_shards_and_resumes(tmp_path):
     cfg = SynthConfig(frames_per_shard=10, chunk=8, hands_per_draw=16, seed=3)
     report = generate(tmp_path, "test", 20, cfg, workers=1)
     assert report["frames"] == 20
+    assert 0.0 <= report["start_s"] < report["seconds"]   # s, the worker's start-up, reported once
     first = shard_path(tmp_path, "test", 0)
     shard = load_shard(first)
     assert shard["patch"].shape == (10, 96, 96) and shard["meta"]["split"] == "test"
     mtime = first.stat().st_mtime_ns
     again = generate(tmp_path, "test", 20, cfg, workers=1)
     assert again["frames"] == 0 and first.stat().st_mtime_ns == mtime  # nothing rewritten
+    assert again["start_s"] is None
     sheet = contact_sheet(shard, count=10, columns=5)
     assert sheet.shape == (2 * 192, 5 * 192, 3) and sheet.any()
 
