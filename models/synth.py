@@ -312,7 +312,7 @@ class Renderer:
         cast = self._raycast(meshes, win)
         return apply_sensor(cast.depth, win, sensor, rng, normals=cast.normals, window_u0=u0), cast.geometry_id == 0
 
-    def _raycast(self, meshes: list, win: Intrinsics) -> "WindowCast":
+    def _raycast(self, meshes: list, win: Intrinsics) -> WindowCast:
         """Ray-cast the window; at most ``max_rays_per_crop_px`` rays per crop pixel across.
 
         The crop resamples the window to ``crop.size`` pixels with nearest neighbours, so a
