@@ -266,3 +266,19 @@ def test_construction_time_per_frame(hands, view):
     median_ms = float(np.median(times)) * 1e3
     print(f"\nscene construction ({view}): median {median_ms:.2f} ms, p90 {np.percentile(times, 90) * 1e3:.2f} ms")
     assert median_ms < 5.0      # ms; about 0.5-1 ms on an idle development core
+
+
+def test_merged_meshes_render_like_the_separate_ones():
+    """The background is cast as one merged geometry: same depth as the meshes one by one."""
+    from models.scene import SceneMesh, merge_meshes
+
+    quad = np.array([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], np.float32)
+    faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    near = SceneMesh(quad * [60, 60, 1] + [-40, 0, 500], faces)     # mm
+    far = SceneMesh(quad * [400, 400, 1] + [0, 0, 900], faces)
+    merged = merge_meshes([near, far])
+    assert merged.vertices.shape == (8, 3) and merged.faces.tolist()[2:] == (faces + 4).tolist()
+    intr = get_preset("sr305_640x480").intrinsics.window(250, 170, 140, 140)
+    apart, together = raycast([near, far], intr, 1), raycast([merged], intr, 1)
+    assert np.array_equal(apart.depth, together.depth)
+    assert set(np.round(np.unique(apart.depth), 2)) == {500.0, 900.0}    # mm: both planes are in view
