@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto")
     ap.add_argument("--hand", choices=("right", "left"), default="right")
     ap.add_argument("--no-refine", action="store_true", help="no temporal refinement")
+    ap.add_argument("--single-pass", action="store_true",
+                    help="run the network once, on the finder's crop (default: again on a crop around its palm)")
     pace = ap.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="replay recordings at their recorded pace (default with the viewer)")
@@ -117,7 +119,7 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
 
         refiner = TemporalRefiner()
     outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
-    pipeline = Pipeline(Estimator(predictor, EstimatorConfig(hand=a.hand)), refiner, outputs)
+    pipeline = Pipeline(Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass)), refiner, outputs)
     capture = Capture(source, queue_size=1 if bench else 2, drop_stale=live or realtime, max_frames=a.max_frames)
     _attach_outputs(a, outputs, predictor, visible, source)
     print(f"source: {getattr(source, 'name', spec)}; model: {model} ({provider})", file=sys.stderr)

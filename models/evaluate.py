@@ -157,11 +157,11 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
 
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
-                   max_frames: int | None = None) -> Predictions:
+                   max_frames: int | None = None, recrop: bool = True) -> Predictions:
     """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s."""
     from models.estimator import Estimator, EstimatorConfig
 
-    est = Estimator(predictor, EstimatorConfig(hand=hand))
+    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop))
     joints, labels, found = [], [], []
     layout = None
     t0 = time.perf_counter()
@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-frames", type=int, default=None)
     ap.add_argument("--provider", default="cpu", help="ONNX Runtime provider for .onnx models")
     ap.add_argument("--latency", action="store_true", help="also time batch-1 inference (one thread)")
+    ap.add_argument("--single-pass", action="store_true",
+                    help="frames: one network pass on the finder's crop (no re-crop on the palm)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
@@ -243,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                 from sources import open_source
 
                 with open_source(a.data, labels=a.labels) as src:
-                    pred = predict_frames(predictor, src, a.hand, a.max_frames)
+                    pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=not a.single_pass)
         except (FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {model}: {exc}", file=sys.stderr)
             return 2
