@@ -350,10 +350,16 @@ def collate(samples: Sequence[Sample]) -> Batch:
 
 def sample_intrinsics(sample: Sample) -> Intrinsics:
     """The sample's camera as ``calib.Intrinsics``, lens model included (depth_scale unused: 0.001)."""
-    fx, fy, cx, cy, w, h = (float(x) for x in np.asarray(sample.intrinsics, dtype=np.float64))
+    return intrinsics_from_arrays(sample.intrinsics, sample.distortion, sample.coeffs)
+
+
+def intrinsics_from_arrays(intrinsics: np.ndarray, distortion: Any, coeffs: np.ndarray) -> Intrinsics:
+    """A shard frame's stored camera -- intrinsics (fx, fy, cx, cy, width, height), distortion
+    (index into ``calib.DISTORTION_MODELS``), coeffs (5,) -- as ``calib.Intrinsics``."""
+    fx, fy, cx, cy, w, h = (float(x) for x in np.asarray(intrinsics, dtype=np.float64))
     return Intrinsics(fx, fy, cx, cy, int(round(w)), int(round(h)), 0.001,
-                      DISTORTION_MODELS[int(sample.distortion)],
-                      tuple(float(c) for c in np.asarray(sample.coeffs, dtype=np.float64)))
+                      DISTORTION_MODELS[int(distortion)],
+                      tuple(float(c) for c in np.asarray(coeffs, dtype=np.float64)))
 
 
 def _crop_config(sample: Sample) -> CropConfig:

@@ -160,12 +160,12 @@ class Estimate(NamedTuple):
     latency_ms: dict[str, float]
 
 
-def recrop_centre(first_centre_mm: np.ndarray, joints_mm: np.ndarray, max_shift_mm: float) -> np.ndarray | None:
+def recrop_centre(first_centre_mm: np.ndarray, joints_mm: np.ndarray, cube_mm: float) -> np.ndarray | None:
     """The second pass's crop centre: the first pass's palm centre (mm, camera frame), or None
-    when it lies more than ``max_shift_mm`` from the first crop centre (the prediction is not
-    trusted that far; the first pass stands)."""
+    when it lies more than a quarter cube from the first crop centre (the prediction is not
+    trusted that far; the first pass stands). Module docstring: "Two passes"."""
     palm = palm_centre(joints_mm)
-    return palm if np.linalg.norm(palm - first_centre_mm) <= max_shift_mm else None
+    return palm if np.linalg.norm(palm - first_centre_mm) <= 0.25 * cube_mm else None
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ class Estimator:
         t2 = self.clock()
         joints_rel, vertices_rel = self.predictor(crop.patch[None, None])
         joints = joints_rel[0].astype(np.float64) + crop.com_mm
-        centre = recrop_centre(crop.com_mm, joints, 0.25 * self.crop_cfg.cube_mm) if self.cfg.recrop else None
+        centre = recrop_centre(crop.com_mm, joints, self.crop_cfg.cube_mm) if self.cfg.recrop else None
         if centre is not None:
             crop = crop_depth(depth_mm, intr, centre, self.crop_cfg)
             joints_rel, vertices_rel = self.predictor(crop.patch[None, None])

@@ -42,7 +42,7 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 import torch
 
-from models.data import shard_paths
+from models.data import intrinsics_from_arrays, shard_paths
 from models.hand_layer import HandLayer
 from models.joints import CONNECTIONS, JOINT_NAMES, get_layout
 from models.losses import anatomical_angle_thresholds, angles_over_threshold
@@ -120,24 +120,35 @@ def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None
 
 
 def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = None, batch: int = 250,
-                   with_vertices: bool = True) -> Predictions:
+                   with_vertices: bool = True, recrop: bool = False) -> Predictions:
     """Run ``predictor`` on the crops of a shard directory, a shard or the fixed test subset
-    (any .npz with patch, com_mm, joints_mm, theta, alpha, beta, wrist), in file order."""
+    (any .npz with patch, com_mm, joints_mm, theta, alpha, beta, wrist), in file order.
+
+    recrop: the app's second pass (``models.estimator``, "Two passes"): each frame is cropped
+    again around the first pass's palm centre and the network runs again. It needs the whole
+    frames (shards written with ``models.synth generate --full-frames``).
+    """
     layer = HandLayer()
     joints, labels, verts, label_verts = [], [], [], []
     n, t = 0, 0.0
     paths = [Path(split)] if Path(split).is_file() else shard_paths(split)
+    keys = ("patch", "com_mm", "joints_mm", "theta", "alpha", "beta", "wrist")
     for path in paths:
         with np.load(path) as f:
-            z = {k: f[k] for k in ("patch", "com_mm", "joints_mm", "theta", "alpha", "beta", "wrist")}
+            if recrop and "frame" not in f.files:
+                raise ValueError(f"{path}: no whole frames to crop again (write them with "
+                                 "`python -m models.synth generate --full-frames`, or evaluate one pass)")
+            z = {k: f[k] for k in keys + (("frame", "intrinsics", "distortion", "coeffs") if recrop else ())}
         count = len(z["patch"]) if max_frames is None else min(len(z["patch"]), max_frames - n)
         for i in range(0, count, batch):
             sl = slice(i, min(i + batch, count))
             patch = z["patch"][sl].astype(np.float32)[:, None]
+            com = z["com_mm"][sl].astype(np.float64)[:, None]
             t0 = time.perf_counter()
             j, v = predictor(patch)
+            if recrop:
+                j, v, com = _second_pass(predictor, z, sl, j + com, v)
             t += time.perf_counter() - t0
-            com = z["com_mm"][sl].astype(np.float64)[:, None]
             joints.append(j + com)
             labels.append(z["joints_mm"][sl].astype(np.float64))
             if with_vertices and v is not None:
@@ -154,6 +165,36 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
     return Predictions(np.concatenate(joints), np.concatenate(labels), "canonical",
                        np.concatenate(verts) if verts else None, np.concatenate(label_verts) if label_verts else None,
                        np.ones(n, bool), t)
+
+
+def shards_have_frames(split: str | Path) -> bool:
+    """Whether the first shard of a directory holds whole frames (``--full-frames``)."""
+    paths = shard_paths(split)
+    with np.load(paths[0]) as f:
+        return "frame" in f.files
+
+
+def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice, first_joints_mm: np.ndarray,
+                 first_vertices: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """The Estimator's second pass on a batch of shard frames: (joints, vertices) relative to
+    the new centres, and the centres (B, 1, 3); frames whose palm is not trusted keep the first."""
+    from models.crop import crop_depth
+    from models.estimator import recrop_centre
+
+    cfg = predictor.crop
+    first_com = z["com_mm"][sl].astype(np.float64)
+    com = first_com.copy()
+    patches = []
+    for b, k in enumerate(range(sl.start, sl.stop)):
+        centre = recrop_centre(first_com[b], first_joints_mm[b], cfg.cube_mm)
+        if centre is None:
+            patches.append(z["patch"][k].astype(np.float32))
+            continue
+        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+        patches.append(crop_depth(z["frame"][k][:intr.height, :intr.width], intr, centre, cfg).patch)
+        com[b] = centre
+    j, v = predictor(np.stack(patches)[:, None])
+    return j, v, com[:, None]
 
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
@@ -224,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--provider", default="cpu", help="ONNX Runtime provider for .onnx models")
     ap.add_argument("--latency", action="store_true", help="also time batch-1 inference (one thread)")
     ap.add_argument("--single-pass", action="store_true",
-                    help="frames: one network pass on the finder's crop (no re-crop on the palm)")
+                    help="one network pass on the finder's crop (default: two, as the app, where there are "
+                         "whole frames: recordings, folders, shards written with --full-frames)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
@@ -233,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     from models.train import hand_vertex_mask
 
     is_shards = Path(a.data).is_dir() and any(Path(a.data).glob("shard_*.npz"))
+    # Two passes as in the app wherever the whole frames are there to crop again.
+    recrop = not a.single_pass and (not is_shards or shards_have_frames(a.data))
+    print(f"passes: {2 if recrop else 1}" + ("" if recrop or a.single_pass else
+          " (the shards hold crops only; `models.synth generate --full-frames` writes whole frames)"), file=sys.stderr)
     results: dict[str, Any] = {}
     print(f"data: {a.data}", file=sys.stderr)
     print(HEADER)
@@ -240,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             predictor = load_predictor(model, a.provider)
             if is_shards:
-                pred = predict_shards(predictor, a.data, a.max_frames)
+                pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop)
             else:
                 from sources import open_source
 

@@ -78,7 +78,7 @@ class SynthConfig:
     principal_jitter_px: float = 6.0     # uniform ±, at 640 px width (scaled with the width)
     window_margin: float = 1.1           # rendered window = margin × the crop cube's projection
     max_rays_per_crop_px: float = 1.0    # ray-cast resolution cap, see Renderer._raycast
-    full_frames: bool = False            # render and keep whole frames (pictures; slow)
+    full_frames: bool = False            # render and keep whole frames ("frame"; pictures, evaluation; slow)
     store_vertices: bool = False
     seed: int = 0
 
@@ -184,6 +184,10 @@ class Renderer:
         self.layer = HandLayer(dtype=torch.float32).eval()
         self.faces = self.layer.faces.numpy().astype(np.int32)
         self.crop_cfg, self.finder_cfg, self.scene_cfg = CropConfig(), HandFinderConfig(), SceneConfig()
+        # Whole frames are padded with 0 (no depth) to the largest camera's size so that frames
+        # of every camera stack into one array; "intrinsics" holds each frame's own width and height.
+        lenses = [get_preset(name).intrinsics for name, _ in cfg.cameras]
+        self.frame_shape = (max(i.height for i in lenses), max(i.width for i in lenses))
 
     def render_chunk(self, rng: np.random.Generator, split: str, max_hands: int | None = None
                      ) -> tuple[dict[str, np.ndarray], ChunkStats]:
@@ -287,7 +291,8 @@ class Renderer:
             "camera": np.int32(cam),
         }
         if cfg.full_frames:
-            frame["frame"] = depth
+            frame["frame"] = np.zeros(self.frame_shape, np.float32)
+            frame["frame"][:depth.shape[0], :depth.shape[1]] = depth
         return frame
 
     def render_depth(self, rng: np.random.Generator, sensor, intr: Intrinsics, window: tuple[int, int, int, int],
@@ -590,7 +595,8 @@ def compare_picture(real_dir: Path, seed: int = 0, height: int = 240) -> np.ndar
             if views_seen[view] >= 3 or len(frames) >= 6:
                 continue
             views_seen[view] += 1
-            depth, uvd = arrays["frame"][i], arrays["joints_uvd"][i]
+            w, h = (int(x) for x in arrays["intrinsics"][i][4:6])
+            depth, uvd = arrays["frame"][i][:h, :w], arrays["joints_uvd"][i]
             img = _colour(depth, uvd[:, 2].min() - 50.0, uvd[:, 2].max() + 500.0)
             for u, v, _ in uvd:
                 cv2.circle(img, (int(round(u)), int(round(v))), 2, (255, 255, 255), -1)
@@ -625,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--vertices", action="store_true", help="also store the mesh vertices (7 KB a frame)")
+    gen.add_argument("--full-frames", action="store_true",
+                     help="also store each whole frame, ray-cast at the camera's resolution (evaluation through "
+                          "the app's pipeline, models.evaluate; ~1 MB a frame)")
     bench = sub.add_parser("bench", help="frames per second, end to end to disk (median of --runs runs)")
     bench.add_argument("--frames", type=int, default=30000,
                        help="frames per run (default 30000: start-up is then ~3 %% of a run, as in a real job)")
@@ -647,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
         cv2.imwrite(str(args.out), compare_picture(args.real, args.seed))
         print(f"wrote {args.out}")
     elif args.command == "generate":
-        cfg = SynthConfig(frames_per_shard=args.shard_size, seed=args.seed, store_vertices=args.vertices)
+        cfg = SynthConfig(frames_per_shard=args.shard_size, seed=args.seed, store_vertices=args.vertices,
+                          full_frames=args.full_frames, max_rays_per_crop_px=1e9 if args.full_frames else 1.0)
         report = generate(args.out, args.split, args.frames, cfg, args.workers)
         print(json.dumps(report))
     elif args.command == "bench":

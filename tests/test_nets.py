@@ -264,3 +264,77 @@ def test_recompute_batchnorm_gives_the_exact_mean_of_the_batches():
     per_batch_means = torch.stack([a.mean((0, 2, 3)) for a in acts])
     assert torch.allclose(bn.running_mean, per_batch_means.mean(0), atol=1e-6)
     assert bn.momentum == 0.1   # restored for further training
+
+
+# --------------------------------------------------------------------------- evaluation with whole frames
+
+
+@pytest.fixture(scope="module")
+def frame_shard(tmp_path_factory):
+    """An 8-frame test shard with whole frames (``generate --full-frames``)."""
+    cfg = SynthConfig(chunk=4, hands_per_draw=4, seed=5, full_frames=True, max_rays_per_crop_px=1e9)
+    renderer = Renderer(cfg)
+    arrays, _ = render_shard(renderer, "test", 0, 8)
+    path = tmp_path_factory.mktemp("frames") / "test" / "shard_00000.npz"
+    write_shard(path, arrays, {"split": "test", "shard": 0, "cameras": [c for c, _ in cfg.cameras]})
+    return path, renderer.frame_shape
+
+
+def test_whole_frames_are_padded_and_reproduce_the_stored_crops(frame_shard):
+    from models.crop import crop_depth
+    from models.data import intrinsics_from_arrays
+
+    path, shape = frame_shard
+    z = dict(np.load(path))
+    assert z["frame"].shape == (8, *shape) and shape == (576, 848)   # Azure NFOV height, D435 width
+    for k in range(8):
+        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+        frame = z["frame"][k]
+        assert not frame[intr.height:].any() and not frame[:, intr.width:].any()   # the padding is "no depth"
+        crop = crop_depth(frame[:intr.height, :intr.width], intr, z["com_mm"][k].astype(np.float64))
+        # The stored patch is float16: within its rounding (2^-11 relative; |patch| <= 1).
+        np.testing.assert_allclose(crop.patch, z["patch"][k].astype(np.float32), atol=1e-3)
+
+
+class _Offset:
+    """A predictor putting every joint at a fixed offset from the crop centre; keeps its patches."""
+
+    def __init__(self, offset_mm) -> None:
+        from models.crop import CropConfig
+
+        self.crop, self.offset, self.patches = CropConfig(), np.asarray(offset_mm, np.float32), []
+
+    def __call__(self, patches):
+        self.patches.append(patches[:, 0].copy())
+        return np.broadcast_to(self.offset, (len(patches), 21, 3)).copy(), None
+
+
+def test_shard_evaluation_second_pass_crops_around_the_palm(frame_shard):
+    from models.crop import crop_depth
+    from models.data import intrinsics_from_arrays
+    from models.evaluate import predict_shards
+
+    path, _ = frame_shard
+    z = dict(np.load(path))
+    offset = np.array([12.0, -8.0, 20.0])
+    one = predict_shards(_Offset(offset), path, with_vertices=False)
+    p = _Offset(offset)
+    two = predict_shards(p, path, with_vertices=False, recrop=True)
+    com = z["com_mm"].astype(np.float64)
+    every = lambda centres: np.broadcast_to(centres[:, None], (8, 21, 3))  # noqa: E731
+    np.testing.assert_allclose(one.joints, every(com + offset), atol=1e-4)
+    np.testing.assert_allclose(two.joints, every(com + 2 * offset), atol=1e-4)   # cropped at com + offset
+    assert len(p.patches) == 2
+    for k in range(8):
+        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+        expected = crop_depth(z["frame"][k][:intr.height, :intr.width], intr, com[k] + offset).patch
+        np.testing.assert_array_equal(p.patches[1][k], expected)
+    far = predict_shards(_Offset([80.0, 0.0, 0.0]), path, with_vertices=False, recrop=True)  # > cube / 4
+    np.testing.assert_allclose(far.joints, every(com + [80.0, 0.0, 0.0]), atol=1e-4)
+
+
+def test_shard_evaluation_second_pass_needs_whole_frames(shard_dir):
+    from models.evaluate import predict_shards
+
+    with pytest.raises(ValueError, match="--full-frames"):
+        predict_shards(_Offset([0.0, 0.0, 0.0]), shard_dir / "train", recrop=True)
