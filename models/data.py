@@ -76,6 +76,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from calib import DISTORTION_MODELS, Intrinsics, backproject, get_preset, project
 from models.crop import BACKGROUND, FRONT, Crop, CropConfig, crop_window, normalize_joints
+from models.joints import palm_centre
 from scipy.spatial.transform import Rotation
 
 __all__ = [
@@ -243,6 +244,10 @@ class AugmentConfig:
     rotation_max_deg: angle uniform in [-max, max] degrees about the camera ray through the COM.
     scale_range: s uniform in [min, max] (dimensionless; 1 = unchanged): hand size / depth scale.
     shift_sigma_mm: crop-centre jitter, N(0, σ) mm per axis.
+    recentre_prob: the share of shifts that instead move the crop centre to the true palm
+        centre + N(0, recentre_sigma_mm) per axis: the crops of the app's second pass, cut
+        around the first pass's palm (``models.estimator``, "Two passes"; its palm is 9 mm from
+        the true one at the median, 3D, i.e. ~6 mm per axis).
     noise_sigma_mm: Gaussian depth noise on valid pixels, σ in mm (converted to cube/2 units).
     dropout_max_fraction: the share of pixels set to background is uniform in [0, max].
     occluder_radius: a disc's radius, uniform in [min, max] × S (fraction of the patch side);
@@ -256,6 +261,8 @@ class AugmentConfig:
     scale_range: tuple[float, float] = (0.9, 1.1)
     shift_prob: float = 1.0
     shift_sigma_mm: float = 8.0
+    recentre_prob: float = 0.0
+    recentre_sigma_mm: float = 6.0
     noise_prob: float = 0.5
     noise_sigma_mm: float = 2.0
     dropout_prob: float = 0.3
@@ -264,13 +271,15 @@ class AugmentConfig:
     occluder_radius: tuple[float, float] = (0.05, 0.2)
 
     def __post_init__(self) -> None:
-        for name in ("rotation_prob", "scale_prob", "shift_prob", "noise_prob", "dropout_prob", "occluder_prob"):
+        for name in ("rotation_prob", "scale_prob", "shift_prob", "recentre_prob", "noise_prob", "dropout_prob",
+                     "occluder_prob"):
             _check_prob(name, getattr(self, name))
         _check_nonneg("rotation_max_deg", self.rotation_max_deg, 180.0)
         _check_range("scale_range", self.scale_range, 1e-3, 1e3)
         if self.scale_range[0] <= 0.0:
             raise ValueError(f"AugmentConfig.scale_range: expected positive factors, got {self.scale_range!r}")
         _check_nonneg("shift_sigma_mm", self.shift_sigma_mm)
+        _check_nonneg("recentre_sigma_mm", self.recentre_sigma_mm)
         _check_nonneg("noise_sigma_mm", self.noise_sigma_mm)
         _check_nonneg("dropout_max_fraction", self.dropout_max_fraction, 1.0)
         _check_range("occluder_radius", self.occluder_radius, 0.0, 1.0)
@@ -604,7 +613,13 @@ def augment(sample: Sample, rng: np.random.Generator, cfg: AugmentConfig = Augme
         sample, w = _scale_step(sample, rng.uniform(*cfg.scale_range))
         warps.append(w)
     if rng.random() < cfg.shift_prob:
-        sample, w = _shift_step(sample, rng.normal(0.0, cfg.shift_sigma_mm, 3))
+        # (recentre_prob 0 draws nothing more: the augmentations of older configs are unchanged)
+        if cfg.recentre_prob > 0.0 and rng.random() < cfg.recentre_prob:
+            palm = palm_centre(np.asarray(sample.joints_mm, dtype=np.float64))
+            delta = palm - np.asarray(sample.com_mm, dtype=np.float64) + rng.normal(0.0, cfg.recentre_sigma_mm, 3)
+        else:
+            delta = rng.normal(0.0, cfg.shift_sigma_mm, 3)
+        sample, w = _shift_step(sample, delta)
         warps.append(w)
     sample = _apply(sample, warps)
     if rng.random() < cfg.noise_prob:

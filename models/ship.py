@@ -119,7 +119,8 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
     ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     net = HandNet(NetConfig(**ckpt["net"]))
     net.load_state_dict(ckpt["model"])
-    recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES))
+    recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES,
+                                              recentre=ckpt["train"].get("recentre", 0.0)))
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.pt"

@@ -36,7 +36,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -78,6 +78,7 @@ class TrainConfig:
     minutes: float = 0.0            # 0: no wall-time limit
     stop_at: int = 0                # > 0: stop (resumable) at this step, the schedule unchanged
     augment: int = 1                # 0: no augmentation (tests, overfitting checks)
+    recentre: float = 0.0           # share of crops re-centred on the true palm (AugmentConfig.recentre_prob)
     device: str = "auto"
 
 
@@ -194,9 +195,15 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> HandNet:
 # --------------------------------------------------------------------------- batch-norm statistics
 
 
-def training_patches(train: str | Path, batches: int, batch: int = 64, seed: int = 1234) -> Iterator[torch.Tensor]:
+def train_augment(recentre: float = 0.0) -> AugmentConfig:
+    """A run's augmentation: :data:`TRAIN_AUGMENT` with its share of palm-centred crops."""
+    return replace(TRAIN_AUGMENT, recentre_prob=recentre)
+
+
+def training_patches(train: str | Path, batches: int, batch: int = 64, seed: int = 1234,
+                     recentre: float = 0.0) -> Iterator[torch.Tensor]:
     """``batches`` augmented training batches of patches (B, 1, S, S), deterministic in ``seed``."""
-    loader = make_loader(train, batch, TRAIN_AUGMENT, seed=seed, workers=0)
+    loader = make_loader(train, batch, train_augment(recentre), seed=seed, workers=0)
     set_epoch(loader, 0)
     for k, b in enumerate(loader):
         if k >= batches:
@@ -232,11 +239,11 @@ def recompute_batchnorm(net: HandNet, patches: Iterable[torch.Tensor], device: t
 
 @torch.no_grad()
 def validate(net: HandNet, loader: Any, device: torch.device, vertex_mask: torch.Tensor, layer: HandLayer,
-             max_frames: int, train: str | None = None) -> dict[str, float]:
+             max_frames: int, train: str | None = None, recentre: float = 0.0) -> dict[str, float]:
     """Mean joint and (with a layer) hand-vertex error in mm over up to ``max_frames`` frames,
     of ``net`` as it would ship: a copy with recomputed batch-norm statistics."""
     if train:
-        net = recompute_batchnorm(copy.deepcopy(net), training_patches(train, 20), device)
+        net = recompute_batchnorm(copy.deepcopy(net), training_patches(train, 20, recentre=recentre), device)
     was = net.training
     net.eval()
     j_sum = v_sum = 0.0
@@ -310,7 +317,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
     print(f"{cfg.name}: {net_cfg.method}, {count_parameters(net):,} parameters, device {device}, "
           f"batch {cfg.batch}, steps {cfg.steps}", file=sys.stderr)
 
-    loader = make_loader(cfg.train, cfg.batch, TRAIN_AUGMENT if cfg.augment else None, seed=cfg.seed, workers=cfg.workers, drop_last=True)
+    loader = make_loader(cfg.train, cfg.batch, train_augment(cfg.recentre) if cfg.augment else None, seed=cfg.seed, workers=cfg.workers, drop_last=True)
     val_loader = make_loader(cfg.val, 250, None, seed=0, workers=0, shuffle=False) if cfg.val else None
     vertex_mask = hand_vertex_mask()
     lo_np, hi_np = theta_limits()
@@ -356,7 +363,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                             "lr": learning_rate(step - 1, cfg), "steps_per_s": round(rate, 3),
                             **{k: round(v, 4) for k, v in means.items()}}
                     if val_loader is not None and (step % cfg.val_every == 0 or step == cfg.steps):
-                        last.update(validate(net, val_loader, device, vertex_mask, layer, cfg.val_frames, cfg.train))
+                        last.update(validate(net, val_loader, device, vertex_mask, layer, cfg.val_frames, cfg.train,
+                                              cfg.recentre))
                     log.write(json.dumps(last) + "\n")
                     log.flush()
                     sums, logged_steps = {}, 0

@@ -371,9 +371,30 @@ def test_augment_is_seeded_and_keeps_the_crop_contract(dataset):
     to_numpy(dataset[0])  # the way back for a torch sample
 
 
+def test_recentre_moves_the_crop_onto_the_palm(dataset):
+    """recentre_prob 1, σ 0: the crop centre becomes the (rotated) labels' palm centre, and the
+    patch is the one a shift by that offset gives; recentre_prob 0 leaves the draws unchanged."""
+    from models.joints import palm_centre
+
+    off = dict(scale_prob=0.0, noise_prob=0.0, dropout_prob=0.0, occluder_prob=0.0)
+    cfg = AugmentConfig(recentre_prob=1.0, recentre_sigma_mm=0.0, **off)
+    moved = []
+    for i in range(len(dataset)):
+        s = dataset.raw(i)
+        a = augment(s, np.random.default_rng(i), cfg)
+        np.testing.assert_allclose(a.com_mm, palm_centre(a.joints_mm.astype(np.float64)), atol=1e-3)  # mm
+        np.testing.assert_allclose(a.joints, normalize_joints(a.joints_mm, a.com_mm, 250.0), atol=1e-5)
+        moved.append(np.linalg.norm(s.com_mm - palm_centre(s.joints_mm.astype(np.float64))))
+        same = augment(s, np.random.default_rng(i), AugmentConfig(recentre_prob=0.0, **off))
+        plain = augment(s, np.random.default_rng(i), AugmentConfig(**off))
+        np.testing.assert_array_equal(same.patch, plain.patch)
+    assert np.median(moved) > 5.0   # mm: the finder's centres were off the palm to begin with
+
+
 def test_augment_config_validation():
     for bad in (dict(rotation_prob=1.5), dict(scale_range=(1.1, 0.9)), dict(scale_range=(0.0, 1.0)),
-                dict(shift_sigma_mm=-1.0), dict(occluder_radius=(0.1, 2.0)), dict(rotation_max_deg=270.0)):
+                dict(shift_sigma_mm=-1.0), dict(recentre_prob=-0.1), dict(recentre_sigma_mm=-1.0),
+                dict(occluder_radius=(0.1, 2.0)), dict(rotation_max_deg=270.0)):
         with pytest.raises(ValueError):
             AugmentConfig(**bad)
 
