@@ -34,16 +34,19 @@ network's joints were off; the detector re-anchors the crop on the free end of t
 :meth:`Estimator.reset` forgets the previous hand (a new sequence).
 
 Two passes (``recrop``, on by default). The finder's centre of mass is that of the visible
-points, 25 mm from the palm centre at the median on our renders and further on real frames, and
-the network's error grows with that offset. So the network runs twice: on the crop around the
-finder's centre, then on a crop cut again (the same ``crop_depth``) around the first pass's
-palm centre, if that is within a quarter cube of the first centre (:func:`recrop_centre`); the
-second pass's joints are the result. DeepPrior++ (Oberweger & Lepetit 2017) refines the
-detected centre the same way before its pose network, with a network of its own; here the pose
-network's own palm does it. Mean joint error with the step-23,000 model, one pass -> two:
-demo recording 30.7 -> 25.7 mm, a 600-frame render of the demo's hand 31.3 -> 25.2 mm, NYU
-frame 1 34.4 -> 22.5 mm; a third pass gained nothing (25.2, 25.2, 24.2 mm). It costs a second
-crop and network run (~1 ms on 2 cores), counted in ``latency_ms["network"]``.
+points: 25 mm from the palm centre at the median in the training data (three quarters of its
+crops centred by tracking from the previous joints), 32-38 mm on the demo recordings, where the
+app detects on every frame and the centre slides towards the wrist. So the network runs twice:
+on the crop around the finder's centre, then on a crop cut again (the same ``crop_depth``)
+around the first pass's palm centre, if that is within a quarter cube of the first centre
+(:func:`recrop_centre`); the second pass's joints are the result. DeepPrior++ (Oberweger &
+Lepetit 2017) refines the detected centre before its pose network the same way, with a network
+of its own; here the pose network's own palm does it, and training re-centres half its crops on
+the true palm (``models.data.AugmentConfig.recentre_prob``) so that the second pass sees crops
+like those it learnt from. The measured gains are in the README ("Results"); with the
+step-23,000 model, one pass -> two: demo recording 30.7 -> 25.7 mm, a 600-frame render of the
+demo's hand 31.3 -> 25.2 mm, NYU frame 1 34.4 -> 22.5 mm; a third pass gained nothing. It costs
+a second crop and network run, counted in ``latency_ms["network"]``.
 """
 from __future__ import annotations
 

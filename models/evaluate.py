@@ -6,7 +6,10 @@
 
 Data. A directory of shards (``models.synth``; the test split by default): the crops in the
 shards were cut by the same hand finder and crop as the app, so the network runs on them
-directly. Anything else is a ``--source`` of the app (``sources.open_source``) whose frames
+directly. Two network passes as in the app (``models.estimator``, "Two passes") wherever the
+whole frames are there to crop again: recordings, folders, and shards written with
+``models.synth generate --full-frames``; one pass on shards of crops; ``--single-pass`` forces
+one. Anything else is a ``--source`` of the app (``sources.open_source``) whose frames
 carry labels: the full pipeline runs (:class:`models.estimator.Estimator`: find the hand, crop,
 network), and predictions are compared in the labels' joint layout (``models.joints``
 layouts: NYU 14, ICVL 16, MSRA 21 are fixed linear maps of our 21 joints). Frames where no
@@ -147,7 +150,7 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
             t0 = time.perf_counter()
             j, v = predictor(patch)
             if recrop:
-                j, v, com = _second_pass(predictor, z, sl, j + com, v)
+                j, v, com = _second_pass(predictor, z, sl, j + com)
             t += time.perf_counter() - t0
             joints.append(j + com)
             labels.append(z["joints_mm"][sl].astype(np.float64))
@@ -174,8 +177,8 @@ def shards_have_frames(split: str | Path) -> bool:
         return "frame" in f.files
 
 
-def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice, first_joints_mm: np.ndarray,
-                 first_vertices: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice,
+                 first_joints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """The Estimator's second pass on a batch of shard frames: (joints, vertices) relative to
     the new centres, and the centres (B, 1, 3); frames whose palm is not trusted keep the first."""
     from models.crop import crop_depth
@@ -291,11 +294,12 @@ def main(argv: list[str] | None = None) -> int:
                 from sources import open_source
 
                 with open_source(a.data, labels=a.labels) as src:
-                    pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=not a.single_pass)
+                    pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=recrop)
         except (FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {model}: {exc}", file=sys.stderr)
             return 2
         r = summary_record(pred, hand_vertex_mask().numpy())
+        r["passes"] = 2 if recrop else 1
         net = getattr(predictor, "net", None)
         if net is not None:
             r["parameters"] = sum(p.numel() for p in net.parameters())
