@@ -83,7 +83,7 @@ def _commit(path: str) -> str:
 
 
 def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subset: dict[str, float]) -> dict[str, Any]:
-    from models.train import TRAIN_AUGMENT
+    from models.train import train_augment
 
     train = ckpt["train"]
     step = int(ckpt["step"])
@@ -91,7 +91,8 @@ def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subs
         "name": name, "method": ckpt["net"]["method"], "version": f"step{step}-{time.strftime('%Y%m%d')}",
         "net": ckpt["net"],
         "data": {"train": train["train"], "generator_commit": _commit(train["train"]),
-                 "augmentation": {k: v for k, v in vars(TRAIN_AUGMENT).items()} if train.get("augment", 1) else None},
+                 "augmentation": (dict(vars(train_augment(train.get("recentre", 0.0))))
+                                  if train.get("augment", 1) else None)},
         "training": {"steps": step, "planned_steps": train["steps"], "batch": train["batch"],
                      "samples": step * train["batch"], "optimizer": f"AdamW lr {train['lr']} wd {train['weight_decay']}, "
                      f"warm-up {train['warmup']}, cosine", "minutes": round(float(ckpt["elapsed_s"]) / 60, 1),
