@@ -5,7 +5,28 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
+
+
+class OffsetPredictor:
+    """A fake ``models.estimator.Predictor``: every joint at a fixed offset (mm) from the crop
+    centre, no vertices; ``patches`` keeps each call's batch (B, S, S)."""
+
+    def __init__(self, offset_mm) -> None:
+        from models.crop import CropConfig
+
+        self.crop, self.offset, self.patches = CropConfig(), np.asarray(offset_mm, np.float32), []
+
+    def __call__(self, patches):
+        self.patches.append(patches[:, 0].copy())
+        return np.broadcast_to(self.offset, (len(patches), 21, 3)).copy(), None
+
+
+@pytest.fixture
+def offset_predictor():
+    """The :class:`OffsetPredictor` class (call it with the offset)."""
+    return OffsetPredictor
 
 
 @pytest.fixture(scope="session")

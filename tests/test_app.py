@@ -344,19 +344,6 @@ def test_estimator_tracks_between_detections():
     assert methods == ["detect", "track", "track", "track", "track", "detect", "track"]
 
 
-class _OffsetPredictor:
-    """Every joint and vertex at a fixed offset from the crop centre; records its patches."""
-
-    def __init__(self, offset_mm) -> None:
-        from models.crop import CropConfig
-
-        self.crop, self.offset, self.patches = CropConfig(), np.asarray(offset_mm, np.float32), []
-
-    def __call__(self, patches):
-        self.patches.append(patches[0, 0].copy())
-        return np.broadcast_to(self.offset, (1, 21, 3)).copy(), None
-
-
 def _demo_frame():
     from calib import read_depth_recording
 
@@ -364,24 +351,24 @@ def _demo_frame():
     return rec.frames[0].astype(np.float32) * 1000 * rec.intrinsics.depth_scale, rec.intrinsics
 
 
-def test_second_pass_crops_around_the_first_pass_palm():
+def test_second_pass_crops_around_the_first_pass_palm(offset_predictor):
     from models.crop import crop_depth
     from models.estimator import Estimator, EstimatorConfig
 
     depth, intr = _demo_frame()
     offset = np.array([20.0, -10.0, 15.0])                         # mm: the palm the "network" sees
-    one = _OffsetPredictor(offset)
+    one = offset_predictor(offset)
     first = Estimator(one, EstimatorConfig(track=False, recrop=False))(depth, intr)
-    two = _OffsetPredictor(offset)
+    two = offset_predictor(offset)
     second = Estimator(two, EstimatorConfig(track=False))(depth, intr)
     assert len(one.patches) == 1 and len(two.patches) == 2
     np.testing.assert_array_equal(two.patches[0], one.patches[0])
     # The second crop is centred on the first pass's palm, and its joints are the result.
     np.testing.assert_allclose(second.com_mm, first.com_mm + offset, atol=1e-4)
     np.testing.assert_allclose(second.joints_mm, first.joints_mm + offset, atol=1e-4)
-    np.testing.assert_array_equal(two.patches[1], crop_depth(depth, intr, first.com_mm + offset).patch)
+    np.testing.assert_array_equal(two.patches[1][0], crop_depth(depth, intr, first.com_mm + offset).patch)
     # A palm more than a quarter cube (62.5 mm) from the finder's centre is not trusted: one pass.
-    far = _OffsetPredictor([70.0, 0.0, 0.0])
+    far = offset_predictor([70.0, 0.0, 0.0])
     e = Estimator(far, EstimatorConfig(track=False))(depth, intr)
     assert len(far.patches) == 1
     np.testing.assert_allclose(e.com_mm, first.com_mm, atol=1e-9)

@@ -296,20 +296,7 @@ def test_whole_frames_are_padded_and_reproduce_the_stored_crops(frame_shard):
         np.testing.assert_allclose(crop.patch, z["patch"][k].astype(np.float32), atol=1e-3)
 
 
-class _Offset:
-    """A predictor putting every joint at a fixed offset from the crop centre; keeps its patches."""
-
-    def __init__(self, offset_mm) -> None:
-        from models.crop import CropConfig
-
-        self.crop, self.offset, self.patches = CropConfig(), np.asarray(offset_mm, np.float32), []
-
-    def __call__(self, patches):
-        self.patches.append(patches[:, 0].copy())
-        return np.broadcast_to(self.offset, (len(patches), 21, 3)).copy(), None
-
-
-def test_shard_evaluation_second_pass_crops_around_the_palm(frame_shard):
+def test_shard_evaluation_second_pass_crops_around_the_palm(frame_shard, offset_predictor):
     from models.crop import crop_depth
     from models.data import intrinsics_from_arrays
     from models.evaluate import predict_shards
@@ -317,8 +304,8 @@ def test_shard_evaluation_second_pass_crops_around_the_palm(frame_shard):
     path, _ = frame_shard
     z = dict(np.load(path))
     offset = np.array([12.0, -8.0, 20.0])
-    one = predict_shards(_Offset(offset), path, with_vertices=False)
-    p = _Offset(offset)
+    one = predict_shards(offset_predictor(offset), path, with_vertices=False)
+    p = offset_predictor(offset)
     two = predict_shards(p, path, with_vertices=False, recrop=True)
     com = z["com_mm"].astype(np.float64)
     every = lambda centres: np.broadcast_to(centres[:, None], (8, 21, 3))  # noqa: E731
@@ -329,12 +316,12 @@ def test_shard_evaluation_second_pass_crops_around_the_palm(frame_shard):
         intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
         expected = crop_depth(z["frame"][k][:intr.height, :intr.width], intr, com[k] + offset).patch
         np.testing.assert_array_equal(p.patches[1][k], expected)
-    far = predict_shards(_Offset([80.0, 0.0, 0.0]), path, with_vertices=False, recrop=True)  # > cube / 4
+    far = predict_shards(offset_predictor([80.0, 0.0, 0.0]), path, with_vertices=False, recrop=True)  # > cube / 4
     np.testing.assert_allclose(far.joints, every(com + [80.0, 0.0, 0.0]), atol=1e-4)
 
 
-def test_shard_evaluation_second_pass_needs_whole_frames(shard_dir):
+def test_shard_evaluation_second_pass_needs_whole_frames(shard_dir, offset_predictor):
     from models.evaluate import predict_shards
 
     with pytest.raises(ValueError, match="--full-frames"):
-        predict_shards(_Offset([0.0, 0.0, 0.0]), shard_dir / "train", recrop=True)
+        predict_shards(offset_predictor([0.0, 0.0, 0.0]), shard_dir / "train", recrop=True)
