@@ -200,6 +200,63 @@ def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice,
     return j, v, com[:, None]
 
 
+def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
+                  recrop: bool = True) -> tuple[Predictions, np.ndarray]:
+    """The whole pipeline on the whole frames of shards (``models.synth generate
+    --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
+    frame itself (detection only: the frames are independent, no tracking), where
+    :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
+    no hand is found are failures, as for recordings) and each frame's view (N,) int8
+    (``models.sampling.View``)."""
+    from models.estimator import Estimator, EstimatorConfig
+
+    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop))
+    layer = HandLayer()
+    joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
+    n, t = 0, 0.0
+    keys = ("frame", "intrinsics", "distortion", "coeffs", "joints_mm", "view", "theta", "alpha", "beta", "wrist")
+    for path in shard_paths(split):
+        with np.load(path) as f:
+            if "frame" not in f.files:
+                raise ValueError(f"{path}: no whole frames (write them with "
+                                 "`python -m models.synth generate --full-frames`)")
+            z = {k: f[k] for k in keys}
+        count = len(z["view"]) if max_frames is None else min(len(z["view"]), max_frames - n)
+        for k in range(count):
+            intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+            t0 = time.perf_counter()
+            e = est(np.ascontiguousarray(z["frame"][k][:intr.height, :intr.width]), intr)
+            t += time.perf_counter() - t0
+            found.append(e.hand_found)
+            joints.append(e.joints_mm if e.hand_found else np.full((21, 3), np.nan))
+            verts.append(e.vertices_mm)
+        with torch.no_grad():
+            lv = layer(*(torch.as_tensor(z[k][:count], dtype=torch.float32)
+                         for k in ("theta", "alpha", "beta", "wrist"))).vertices
+        label_verts.append(lv.numpy().astype(np.float64))
+        labels.append(z["joints_mm"][:count].astype(np.float64))
+        views.append(z["view"][:count])
+        n += count
+        if max_frames is not None and n >= max_frames:
+            break
+    if n == 0:
+        raise ValueError(f"{split}: no frames")
+    shape = next((v.shape for v in verts if v is not None), None)
+    vertices = None if shape is None else np.stack([np.full(shape, np.nan) if v is None else v for v in verts])
+    return (Predictions(np.stack(joints), np.concatenate(labels), "canonical", vertices,
+                        None if vertices is None else np.concatenate(label_verts), np.array(found), t),
+            np.concatenate(views))
+
+
+def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
+    """The predictions of the frames ``keep`` (a bool mask or indices)."""
+    def pick(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[keep]
+
+    return pred._replace(joints=pred.joints[keep], labels=pred.labels[keep], vertices=pick(pred.vertices),
+                         label_vertices=pick(pred.label_vertices), found=pred.found[keep])
+
+
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
                    max_frames: int | None = None, recrop: bool = True) -> Predictions:
     """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s."""
@@ -270,14 +327,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single-pass", action="store_true",
                     help="one network pass on the finder's crop (default: two, as the app, where there are "
                          "whole frames: recordings, folders, shards written with --full-frames)")
+    ap.add_argument("--detect", action="store_true",
+                    help="shards with whole frames: the app's hand finder picks each crop (detection only, the "
+                         "frames are independent) instead of the generator's crops; errors also per view")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
 
     from models.estimator import load_predictor
+    from models.sampling import View
     from models.train import hand_vertex_mask
 
     is_shards = Path(a.data).is_dir() and any(Path(a.data).glob("shard_*.npz"))
+    if a.detect and not (is_shards and shards_have_frames(a.data)):
+        print(f"error: --detect needs shards with whole frames (`models.synth generate --full-frames`), "
+              f"not {a.data}", file=sys.stderr)
+        return 2
     # Two passes as in the app wherever the whole frames are there to crop again.
     recrop = not a.single_pass and (not is_shards or shards_have_frames(a.data))
     print(f"passes: {2 if recrop else 1}" + ("" if recrop or a.single_pass else
@@ -288,7 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     for model in a.model:
         try:
             predictor = load_predictor(model, a.provider)
-            if is_shards:
+            views = None
+            if is_shards and a.detect:
+                pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop)
+            elif is_shards:
                 pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop)
             else:
                 from sources import open_source
@@ -300,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         r = summary_record(pred, hand_vertex_mask().numpy())
         r["passes"] = 2 if recrop else 1
+        if views is not None:
+            r["finder"] = "detect"
+            r["views"] = {View(v).name.lower(): summary_record(subset(pred, views == v), hand_vertex_mask().numpy())
+                          for v in np.unique(views)}
         net = getattr(predictor, "net", None)
         if net is not None:
             r["parameters"] = sum(p.numel() for p in net.parameters())
@@ -311,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"{Path(model).parent.name}/{name}"
         results[name] = r
         print(_format(name, r), flush=True)
+        for view, rv in r.get("views", {}).items():
+            print(_format(f"  {view}", rv), flush=True)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps({"data": a.data, "results": results}, indent=1))

@@ -325,3 +325,39 @@ def test_shard_evaluation_second_pass_needs_whole_frames(shard_dir, offset_predi
 
     with pytest.raises(ValueError, match="--full-frames"):
         predict_shards(offset_predictor([0.0, 0.0, 0.0]), shard_dir / "train", recrop=True)
+
+
+def test_shard_evaluation_with_the_apps_finder(frame_shard, offset_predictor):
+    """``--detect``: the app's Estimator finds the hand in every whole frame itself (detection
+    only, frames independent); the labels, views and misses come along frame by frame."""
+    from models.data import intrinsics_from_arrays
+    from models.evaluate import detect_shards, subset
+    from models.handfind import find_hand
+
+    path, _ = frame_shard
+    z = dict(np.load(path))
+    offset = np.array([12.0, -8.0, 20.0])
+    pred, views = detect_shards(offset_predictor(offset), path.parent, recrop=False)
+    np.testing.assert_array_equal(views, z["view"])
+    np.testing.assert_array_equal(pred.labels, z["joints_mm"].astype(np.float64))
+    assert pred.vertices is None and pred.layout == "canonical"
+    for k in range(8):
+        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+        det = find_hand(np.ascontiguousarray(z["frame"][k][:intr.height, :intr.width]), intr)
+        assert bool(pred.found[k]) == (det is not None)
+        if det is not None:  # every joint at the finder's centre + the offset, mm
+            np.testing.assert_allclose(pred.joints[k], np.broadcast_to(det.com_mm + offset, (21, 3)), atol=1e-3)
+        else:
+            assert np.isnan(pred.joints[k]).all()
+    again, _ = detect_shards(offset_predictor(offset), path.parent, max_frames=3, recrop=False)
+    np.testing.assert_array_equal(again.joints, pred.joints[:3])  # no state carried between frames
+    ego = subset(pred, views == 1)
+    np.testing.assert_array_equal(ego.joints, pred.joints[views == 1])
+    assert len(ego.found) == int((views == 1).sum())
+
+
+def test_detect_needs_whole_frames(shard_dir, capsys):
+    from models.evaluate import main
+
+    assert main(["--model", "none.pt", "--data", str(shard_dir / "train"), "--detect"]) == 2
+    assert "--full-frames" in capsys.readouterr().err
