@@ -91,7 +91,8 @@ import numpy as np
 from calib import Intrinsics, backproject, check_depth_mm, project
 from models.joints import palm_centre
 
-__all__ = ["HandDetection", "HandFinderConfig", "detection_agrees", "find_hand", "track_centre", "track_hand"]
+__all__ = ["HandDetection", "HandFinderConfig", "detection_agrees", "find_hand", "find_hands", "track_centre",
+           "track_hand"]
 
 
 
@@ -355,15 +356,17 @@ def _blob(g: np.ndarray, intr: Intrinsics, labels: np.ndarray, label: int, box: 
     return _Blob(rows, cols, mask, entry, from_entry, float(from_entry[mask].max()) * mm_per_px)
 
 
-def _hand_blob(g: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig) -> _Blob | None:
-    """Stages 1-2: the nearest hand-sized component of the nearest-object slice, or None."""
+def _hand_blobs(g: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig, limit: int = 1) -> list[_Blob]:
+    """Stages 1-2: the nearest hand-sized component of the nearest-object slice first, then
+    up to ``limit - 1`` other hand-sized components of that slice, nearest first (candidates
+    for :func:`find_hands`); empty when there is none."""
     per_z2 = _sample_area(intr, cfg.grid_px)
     g2 = (g.astype(np.float64) ** 2).ravel()
     remaining = g > 0
     for _ in range(cfg.max_rounds):
         values = g[remaining]
         if values.size == 0:
-            return None
+            return []
         k = min(cfg.near_samples, values.size) - 1
         d_near = float(np.partition(values, k)[k])
         width = cfg.slice_mm
@@ -391,23 +394,25 @@ def _hand_blob(g: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig) -> _Blob 
             order = np.argsort(near)
             if area[big[order[0]]] > cfg.max_area_mm2:
                 if width <= cfg.min_slice_mm:
-                    return None  # a wall, a body, a desk: nothing hand-sized in front of it
+                    return []  # a wall, a body, a desk: nothing hand-sized in front of it
                 width = max(cfg.min_slice_mm, 0.5 * width)
                 continue
             # Components about as near as the nearest compete on how far they stick out of
             # where they are attached: a hand at the end of an arm beats a band of the body.
-            best = None
+            tied: list[_Blob] = []
+            others: list[_Blob] = []
             for j in order:
                 i = int(big[j])
-                if near[j] > near[order[0]] + cfg.near_tie_mm:
-                    break
-                if area[i] > cfg.max_area_mm2:
+                is_tied = near[j] <= near[order[0]] + cfg.near_tie_mm
+                if area[i] > cfg.max_area_mm2 or (not is_tied and len(tied) + len(others) >= limit):
                     continue
-                blob = _blob(g, intr, labels, i, boxes[j], far, cfg)
-                if best is None or blob.protrusion_mm > best.protrusion_mm:
-                    best = blob
-            return None if best is None else _follow_arm(g, intr, best, d_near, cfg)
-    return None
+                (tied if is_tied else others).append(_blob(g, intr, labels, i, boxes[j], far, cfg))
+            if not tied:
+                return []
+            best = max(range(len(tied)), key=lambda t: tied[t].protrusion_mm)
+            rest = tied[:best] + tied[best + 1:] + others
+            return ([_follow_arm(g, intr, tied[best], d_near, cfg)] + rest)[:limit]
+    return []
 
 
 _BORDER_SLACK = 3  # grid samples
@@ -633,19 +638,35 @@ def find_hand(depth_mm: np.ndarray, intr: Intrinsics,
     returns HandDetection(method="detect") centred near the palm centre, or None.
     Raises TypeError / ValueError only for wrong argument types, dtype or shape.
     """
+    found = find_hands(depth_mm, intr, cfg, 1)
+    return found[0] if found else None
+
+
+def find_hands(depth_mm: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig = HandFinderConfig(),
+               limit: int = 3) -> list[HandDetection]:
+    """Up to ``limit`` candidates: :func:`find_hand`'s answer first (when it has one), then
+    the other hand-sized objects of the nearest slice, nearest first (a cup or a head about
+    as near as the hand, the other hand), for a caller that can tell a hand from them
+    (``models.estimator``: the one the pose network explains best). Candidates within
+    ``hand_radius_mm`` of an earlier one are dropped. Same arguments and errors as
+    :func:`find_hand`."""
     _checked_inputs(depth_mm, intr, cfg)
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+        raise ValueError(f"limit: expected an int >= 1, got {limit!r}")
     g = _filled(_sampled_depth(depth_mm, cfg.grid_px, cfg), cfg.continuity_mm)
-    blob = _hand_blob(g, intr, cfg)
-    if blob is None:
-        return None
-    # Every sphere of the mean shift lies within hand_radius_mm of the blob.
-    near = float(g[blob.rows, blob.cols][blob.mask].min())
-    margin = math.ceil(cfg.hand_radius_mm * max(intr.fx, intr.fy) / max(near - cfg.hand_radius_mm, cfg.min_depth_mm)
-                       / cfg.grid_px) + 1
-    box = (slice(max(0, blob.rows.start - margin), blob.rows.stop + margin),
-           slice(max(0, blob.cols.start - margin), blob.cols.stop + margin))
-    coarse = _box_points(depth_mm, intr, cfg.grid_px, box, cfg, sampled=g)
-    return _detection(_refine(depth_mm, coarse, intr, _free_end_seeds(g, intr, blob, cfg), cfg), intr, cfg, "detect")
+    found: list[HandDetection] = []
+    for blob in _hand_blobs(g, intr, cfg, int(limit)):
+        # Every sphere of the mean shift lies within hand_radius_mm of the blob.
+        near = float(g[blob.rows, blob.cols][blob.mask].min())
+        margin = math.ceil(cfg.hand_radius_mm * max(intr.fx, intr.fy)
+                           / max(near - cfg.hand_radius_mm, cfg.min_depth_mm) / cfg.grid_px) + 1
+        box = (slice(max(0, blob.rows.start - margin), blob.rows.stop + margin),
+               slice(max(0, blob.cols.start - margin), blob.cols.stop + margin))
+        coarse = _box_points(depth_mm, intr, cfg.grid_px, box, cfg, sampled=g)
+        det = _detection(_refine(depth_mm, coarse, intr, _free_end_seeds(g, intr, blob, cfg), cfg), intr, cfg, "detect")
+        if det is not None and all(np.linalg.norm(det.com_mm - f.com_mm) > cfg.hand_radius_mm for f in found):
+            found.append(det)
+    return found
 
 
 def track_hand(depth_mm: np.ndarray, intr: Intrinsics, previous_joints_mm: np.ndarray,

@@ -389,3 +389,30 @@ def test_second_pass_lowers_the_error_on_the_demo_recording():
         assert pred.found.all()
         errors.append(float(np.linalg.norm(pred.joints - pred.labels, axis=-1).mean()))
     assert errors[1] < errors[0] - 2.0, errors     # mm
+
+
+def test_surface_fit_of_a_plane():
+    """surface_fit_mm on a wall 500 mm away: a dense sheet of vertices on it fits to within
+    the sheet's spacing, the same sheet 10 mm in front fits at 10 mm, 50 mm in front at the
+    30 mm cap; nothing near the vertices gives the cap."""
+    from calib import Intrinsics
+    from models.crop import crop_depth
+    from models.estimator import surface_fit_mm
+
+    intr = Intrinsics(500.0, 500.0, 319.5, 239.5, 640, 480, 0.001)
+    crop = crop_depth(np.full((480, 640), 500.0, np.float32), intr, np.array([0.0, 0.0, 500.0]))
+    x, y = np.meshgrid(np.arange(-100.0, 100.5, 1.0), np.arange(-100.0, 100.5, 1.0))
+    sheet = np.stack([x.ravel(), y.ravel(), np.full(x.size, 500.0)], -1)       # mm, 1 mm apart
+    assert surface_fit_mm(crop, intr, sheet) < 0.71                             # <= half the diagonal
+    assert surface_fit_mm(crop, intr, sheet - [0.0, 0.0, 10.0]) == pytest.approx(10.0, abs=0.03)
+    assert surface_fit_mm(crop, intr, sheet - [0.0, 0.0, 50.0]) == pytest.approx(30.0)
+    assert surface_fit_mm(crop, intr, sheet + [0.0, 0.0, 300.0]) == pytest.approx(30.0)   # mm
+
+
+def test_estimator_config_candidates():
+    from models.estimator import EstimatorConfig
+
+    assert EstimatorConfig().candidates == 3
+    for bad in (0, -2, 2.0, True):
+        with pytest.raises(ValueError, match="candidates"):
+            EstimatorConfig(candidates=bad)
