@@ -201,16 +201,16 @@ def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice,
 
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
-                  recrop: bool = True) -> tuple[Predictions, np.ndarray]:
+                  recrop: bool = True, candidates: int = 3) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
     frame itself (detection only: the frames are independent, no tracking), where
     :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
     no hand is found are failures, as for recordings) and each frame's view (N,) int8
-    (``models.sampling.View``)."""
+    (``models.sampling.View``). candidates: ``EstimatorConfig.candidates``."""
     from models.estimator import Estimator, EstimatorConfig
 
-    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop))
+    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates))
     layer = HandLayer()
     joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
     n, t = 0, 0.0
@@ -258,11 +258,11 @@ def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
 
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
-                   max_frames: int | None = None, recrop: bool = True) -> Predictions:
+                   max_frames: int | None = None, recrop: bool = True, candidates: int = 3) -> Predictions:
     """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s."""
     from models.estimator import Estimator, EstimatorConfig
 
-    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop))
+    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates))
     joints, labels, found = [], [], []
     layout = None
     t0 = time.perf_counter()
@@ -306,8 +306,9 @@ def _format(name: str, r: dict[str, Any]) -> str:
         return f"{name:<28} frames {r['frames']}, no hand found"
     vert = f"{r['vertices_mm']:7.2f}" if "vertices_mm" in r else "      -"
     lat = f"{r['latency_ms']['median']:6.2f}" if "latency_ms" in r else "     -"
+    params = f"{r['parameters']:>9,}" if "parameters" in r else f"{'':>9}"
     return (f"{name:<28} {r['mean_mm']:7.2f} {r['median_mm']:7.2f} {vert} {r['success']['20']:6.3f} "
-            f"{r['success']['40']:6.3f} {r['invalid_pose']:7.3f} {r['hand_found']:6.3f} {lat} {r.get('parameters', 0):>9,}")
+            f"{r['success']['40']:6.3f} {r['invalid_pose']:7.3f} {r['hand_found']:6.3f} {lat} {params}")
 
 
 HEADER = (f"{'model':<28} {'mean':>7} {'median':>7} {'vertex':>7} {'<20mm':>6} {'<40mm':>6} {'invalid':>7} "
@@ -330,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detect", action="store_true",
                     help="shards with whole frames: the app's hand finder picks each crop (detection only, the "
                          "frames are independent) instead of the generator's crops; errors also per view")
+    ap.add_argument("--candidates", type=int, default=3,
+                    help="objects the network checks when no hand is tracked (models.estimator, 'Which object is "
+                         "the hand'; 1: the finder's first), for --detect and labelled sources")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
@@ -355,19 +359,22 @@ def main(argv: list[str] | None = None) -> int:
             predictor = load_predictor(model, a.provider)
             views = None
             if is_shards and a.detect:
-                pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop)
+                pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop, candidates=a.candidates)
             elif is_shards:
                 pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop)
             else:
                 from sources import open_source
 
                 with open_source(a.data, labels=a.labels) as src:
-                    pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=recrop)
+                    pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=recrop,
+                                          candidates=a.candidates)
         except (FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {model}: {exc}", file=sys.stderr)
             return 2
         r = summary_record(pred, hand_vertex_mask().numpy())
         r["passes"] = 2 if recrop else 1
+        if not is_shards or a.detect:
+            r["candidates"] = a.candidates
         if views is not None:
             r["finder"] = "detect"
             r["views"] = {View(v).name.lower(): summary_record(subset(pred, views == v), hand_vertex_mask().numpy())
