@@ -57,8 +57,11 @@ another is better by more than ``FIT_MARGIN_MM``. On the validation frames
 (``data/synth_frames/val``, 307 of 1000 frames with two or more candidates) this picked an
 object within 60 mm of the palm in 251 of them, against 211 for the finder's first (279 had
 one). Measured with ``python -m models.evaluate --detect``: README, "Results". These runs
-count in ``latency_ms["find"]``. A fist and a box look alike to it. While a hand is tracked,
-``detection_agrees`` already keeps other objects out, and this check is not run.
+count in ``latency_ms["find"]``. A fist and a box look alike to it. While a hand is tracked, a
+detection more than half a cube from it (``detection_agrees``) is checked the same way against
+the tracked object, which stays unless the detection is clearly more of a hand: the other hand
+or a cup coming nearer does not take the crop, and a hand that jumped (frames that are not a
+sequence, a dropped stretch of frames) is not lost to the table it left.
 """
 from __future__ import annotations
 
@@ -278,7 +281,11 @@ class Estimator:
         if detection_agrees(found, self._previous, self.crop_cfg.cube_mm):
             return found
         tracked = tracked or self._track(depth_mm, intr)
-        return tracked if tracked is not None else found
+        if tracked is None or found is None:
+            return tracked if tracked is not None else found
+        # Two objects: the tracked one stays unless the network finds the detected one clearly
+        # more of a hand (the hand jumped, or the frames are not a sequence).
+        return self._checked_choice(depth_mm, intr, [tracked, found])
 
     def _detect(self, depth_mm: np.ndarray, intr: Intrinsics) -> HandDetection | None:
         """Detection with no hand to follow: of the finder's candidates, the one whose crop the
@@ -289,6 +296,14 @@ class Estimator:
         found = find_hands(depth_mm, intr, self.cfg.finder, self.cfg.candidates)
         if len(found) < 2:
             return found[0] if found else None
+        return self._checked_choice(depth_mm, intr, found)
+
+    def _checked_choice(self, depth_mm: np.ndarray, intr: Intrinsics, found: list[HandDetection]) -> HandDetection:
+        """Of several objects, the one whose crop the network explains best; the first unless
+        another is better by more than FIT_MARGIN_MM (module docstring, "Which object is the hand")."""
+        self._checked = None
+        if self.cfg.candidates == 1 or getattr(self.predictor, "faces", None) is None:
+            return found[0]  # no mesh to check the depth against
         crops = [crop_depth(depth_mm, intr, f.com_mm, self.crop_cfg) for f in found]
         # One crop at a time: the app's ONNX engines take batch 1.
         runs = [self.predictor(c.patch[None, None]) for c in crops]
