@@ -34,7 +34,7 @@ the arm):
    Silhouette edges, with a jump to the background, are not entries. Candidates within
    ``near_tie_mm`` of the nearest are equally near; of those, the one protruding farthest from
    its entry wins (a hand at the end of an arm beats a band of the lap or chest).
-   **An arm reaching away.** A winner that comes in through the image border and whose
+   **2b. An arm reaching away.** A winner that comes in through the image border and whose
    surface goes on behind the slice is the near part of an arm reaching away from the camera
    (a head-mounted view: the shoulder is just below the camera). It is replaced by the whole
    depth-continuous surface it belongs to, out to ``reach_mm`` behind d_near, whose entry is
@@ -66,8 +66,10 @@ move more than half a cube, and the caller then falls back to :func:`find_hand`.
 Neither ever makes up a hand: an empty frame, far background only, NaN/inf values, or blobs
 too small or too large for a hand give ``None``.
 
-Limits: an object nearer than the hand (a cup, the other hand) is taken for it; the app
-keeps a tracked hand unless a detection agrees with it (``detection_agrees``). Measured on
+Limits: an object about as near as the hand or nearer (a cup, a box, a head, the other hand)
+can be taken for it: :func:`find_hands` lists such objects so that the caller can check them
+(``models.estimator`` does, with the pose network), and the app keeps a tracked hand unless a
+detection agrees with it (``detection_agrees``). Measured on
 500 whole synthetic frames with clutter (``models.synth generate --full-frames``; detection
 alone, no tracking), the centre was more than 60 mm from the palm in 21 % of third-person and
 10 % of head-mounted frames (30 % and 27 % before the arm-following and pinhole stages),
@@ -415,7 +417,9 @@ def _hand_blobs(g: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig, limit: i
     return []
 
 
-_BORDER_SLACK = 3  # grid samples
+#: Grid samples of slack around a blob's own border contact when asking whether its surface
+#: leaves the view somewhere else (stage 2b).
+_BORDER_SLACK = 3
 
 
 def _follow_arm(g: np.ndarray, intr: Intrinsics, blob: _Blob, near_mm: float, cfg: HandFinderConfig) -> _Blob:
