@@ -265,28 +265,31 @@ def _sampled_depth(depth: np.ndarray, stride: int, cfg: HandFinderConfig) -> np.
     return np.where(ok, g, np.float32(0.0))
 
 
+_NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
 def _filled(g: np.ndarray, continuity_mm: float, rounds: int = 2) -> np.ndarray:
     """The sampled depth with its pinholes closed: ``rounds`` times, a sample with no depth
     whose eight neighbours include at least four within ``continuity_mm`` of the nearest of
     them takes that nearest depth. Sensor dropouts speckle a hand (the SR305 at its edges, our
     sensor model anywhere) and would break up its core; silhouettes, holes wider than a few
     samples and the gap between two surfaces (a forearm in front of the body) stay."""
-    height, width = g.shape
     for _ in range(rounds):
-        valid = g > 0.0
-        nearest = cv2.erode(np.where(valid, g, np.float32(np.inf)), _KERNEL_3X3)
-        padded = np.pad(g, 1)
-        close = np.zeros(g.shape, np.uint8)
-        for dy in range(3):
-            for dx in range(3):
-                if dy == 1 and dx == 1:
-                    continue
-                n = padded[dy:dy + height, dx:dx + width]
-                close += (n > 0.0) & (n - nearest < continuity_mm)
-        hole = ~valid & (close >= 4)
-        if not hole.any():
+        valid = (g > 0.0).view(np.uint8)
+        count = cv2.boxFilter(valid, cv2.CV_16S, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        rows, cols = np.nonzero((valid == 0) & (count >= 4))  # holes with four valid neighbours
+        if rows.size == 0:
             break
-        g = np.where(hole, nearest, g)
+        padded = np.pad(g, 1)
+        offsets = np.array([dy * padded.shape[1] + dx for dy, dx in _NEIGHBOURS])
+        around = padded.ravel()[((rows + 1) * padded.shape[1] + cols + 1)[:, None] + offsets]  # (N, 8)
+        nearest = np.where(around > 0.0, around, np.float32(np.inf)).min(1)
+        close = ((around > 0.0) & (around - nearest[:, None] < continuity_mm)).sum(1)
+        keep = close >= 4
+        if not keep.any():
+            break
+        g = g.copy()
+        g[rows[keep], cols[keep]] = nearest[keep]
     return g
 
 
