@@ -398,9 +398,9 @@ def _box(centre: np.ndarray, edge_mm: float) -> tuple[np.ndarray, np.ndarray]:
 def test_the_network_tells_an_open_hand_from_a_box(renderer):
     """A 70 mm box floating 40 mm nearer than an open hand, beside it: the finder alone takes
     the box (it sticks out of nothing, the hand out of its arm); the app's estimator, with no
-    hand tracked, checks both candidates with the shipped network and keeps the hand in at
-    least three of four open poses (which one it misses changes with the weights). A fist and
-    a box are alike to it: not asserted."""
+    hand tracked, checks both candidates with the shipped network and keeps the hand where
+    it fits clearly better (FIT_MARGIN_MM): in at least two of four open poses (which ones
+    change with the weights; without the check, none). A fist and a box are alike to it."""
     from models.estimator import Estimator, EstimatorConfig, load_predictor
     from models.handfind import find_hands
 
@@ -420,7 +420,7 @@ def test_the_network_tells_an_open_hand_from_a_box(renderer):
         if np.linalg.norm(checked.com_mm - palm_centre(joints)) < MAX_COM_ERROR_MM:
             kept.append(pose)
             assert np.linalg.norm(checked.joints_mm - joints, axis=1).mean() < 40.0, pose   # mm
-    assert len(kept) >= 3, kept
+    assert len(kept) >= 2, kept
 
 
 def test_find_hands_starts_with_find_hands_answer(scenes):
@@ -471,3 +471,19 @@ def test_a_hand_that_jumped_is_not_lost_to_what_it_left(renderer):
             assert np.linalg.norm(est(first, SR305).com_mm - a) < MAX_COM_ERROR_MM
             e = est(second, SR305)
             assert np.linalg.norm(e.com_mm - expected) < 70.0, (pose, candidates, e.com_mm)  # mm
+
+
+def test_sr305_real_frames_through_the_estimators_candidate_check():
+    """The real SR305 frames, each on its own through the app's estimator with the shipped
+    network checking the finder's candidates (a corner of the torso at the image border is one
+    in 13 of the 19): the final crop is still on the hand, as close to the annotated palm as
+    test_sr305_real_frames asks of the finder (a 3 mm margin took the torso in one frame)."""
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+
+    intr = Intrinsics(476.007, 476.007, 313.683, 242.755, 640, 480, 0.000125, name="sr305")
+    predictor = load_predictor(Path(__file__).resolve().parents[1] / "models/weights/deephps.onnx", "cpu")
+    for name, depth, uv in _sr305_frames():
+        e = Estimator(predictor, EstimatorConfig(track=False, recrop=False))(depth, intr)
+        assert e.hand_found, name
+        error_px = float(np.hypot(*(project(e.com_mm, intr)[:2] - uv)))
+        assert error_px < 25.0, f"{name}: crop centre {error_px:.0f} px from the annotated palm centre"
