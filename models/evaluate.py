@@ -3,6 +3,7 @@
     python -m models.evaluate --model models/weights/deephps.pt                 # synthetic test split
     python -m models.evaluate --model A.pt --model B.onnx --data data/synth/test --curve out.png
     python -m models.evaluate --model M --data nyu:DIR | icvl:DIR | msra:DIR | PNG_DIR | REC.db3 [--labels L]
+    python -m models.evaluate --model M --data data/synth_frames/test --detect      # the app's own finder
 
 Data. A directory of shards (``models.synth``; the test split by default): the crops in the
 shards were cut by the same hand finder and crop as the app, so the network runs on them
@@ -14,7 +15,10 @@ carry labels: the full pipeline runs (:class:`models.estimator.Estimator`: find 
 network), and predictions are compared in the labels' joint layout (``models.joints``
 layouts: NYU 14, ICVL 16, MSRA 21 are fixed linear maps of our 21 joints). Frames where no
 hand is found count as failures in the success curve and are left out of the mean errors
-(both reported).
+(both reported). ``--detect`` on shards with whole frames runs that pipeline too, each frame on
+its own (no tracking), instead of using the generator's crops, and reports each view
+(third-person, head-mounted) as well; ``--candidates N`` sets how many of the finder's objects
+the network checks (``models.estimator``, "Which object is the hand").
 
 Metrics (mm, camera frame; ``models.metrics``):
 
