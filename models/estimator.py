@@ -290,12 +290,16 @@ class Estimator:
         # more of a hand (the hand jumped, or the frames are not a sequence).
         return self._checked_choice(depth_mm, intr, [tracked, found])
 
+    def _can_check(self) -> bool:
+        """Whether candidates are checked: asked for, and a mesh to check the depth against."""
+        return self.cfg.candidates > 1 and getattr(self.predictor, "faces", None) is not None
+
     def _detect(self, depth_mm: np.ndarray, intr: Intrinsics) -> HandDetection | None:
         """Detection with no hand to follow: of the finder's candidates, the one whose crop the
         network explains best (:func:`surface_fit_mm`; module docstring, "Which object is the hand")."""
         self._checked = None
-        if self.cfg.candidates == 1 or getattr(self.predictor, "faces", None) is None:
-            return find_hand(depth_mm, intr, self.cfg.finder)  # no mesh to check the depth against
+        if not self._can_check():
+            return find_hand(depth_mm, intr, self.cfg.finder)
         found = find_hands(depth_mm, intr, self.cfg.finder, self.cfg.candidates)
         if len(found) < 2:
             return found[0] if found else None
@@ -305,13 +309,11 @@ class Estimator:
         """Of several objects, the one whose crop the network explains best; the first unless
         another is better by more than FIT_MARGIN_MM (module docstring, "Which object is the hand")."""
         self._checked = None
-        if self.cfg.candidates == 1 or getattr(self.predictor, "faces", None) is None:
-            return found[0]  # no mesh to check the depth against
+        if not self._can_check():
+            return found[0]
         crops = [crop_depth(depth_mm, intr, f.com_mm, self.crop_cfg) for f in found]
         # One crop at a time: the app's ONNX engines take batch 1.
         runs = [self.predictor(c.patch[None, None]) for c in crops]
-        if runs[0][1] is None:
-            return found[0]
         joints = np.concatenate([j for j, _ in runs])
         vertices = np.concatenate([v for _, v in runs])
         if self._hand_vertices is None or len(self._hand_vertices) != vertices.shape[1]:

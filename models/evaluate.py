@@ -160,10 +160,7 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
             labels.append(z["joints_mm"][sl].astype(np.float64))
             if with_vertices and v is not None:
                 verts.append(v + com)
-                with torch.no_grad():
-                    lv = layer(*(torch.as_tensor(z[k][sl], dtype=torch.float32)
-                                 for k in ("theta", "alpha", "beta", "wrist"))).vertices
-                label_verts.append(lv.numpy().astype(np.float64))
+                label_verts.append(_label_vertices(layer, z, sl))
         n += count
         if max_frames is not None and n >= max_frames:
             break
@@ -172,6 +169,13 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
     return Predictions(np.concatenate(joints), np.concatenate(labels), "canonical",
                        np.concatenate(verts) if verts else None, np.concatenate(label_verts) if label_verts else None,
                        np.ones(n, bool), t)
+
+
+def _label_vertices(layer: HandLayer, z: dict[str, np.ndarray], sl: slice) -> np.ndarray:
+    """(B, V, 3) float64 mm: the labels' meshes of shard frames ``sl`` (θ, α, β, wrist)."""
+    with torch.no_grad():
+        out = layer(*(torch.as_tensor(z[k][sl], dtype=torch.float32) for k in ("theta", "alpha", "beta", "wrist")))
+    return out.vertices.numpy().astype(np.float64)
 
 
 def shards_have_frames(split: str | Path) -> bool:
@@ -234,10 +238,7 @@ def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = No
             found.append(e.hand_found)
             joints.append(e.joints_mm if e.hand_found else np.full((21, 3), np.nan))
             verts.append(e.vertices_mm)
-        with torch.no_grad():
-            lv = layer(*(torch.as_tensor(z[k][:count], dtype=torch.float32)
-                         for k in ("theta", "alpha", "beta", "wrist"))).vertices
-        label_verts.append(lv.numpy().astype(np.float64))
+        label_verts.append(_label_vertices(layer, z, slice(0, count)))
         labels.append(z["joints_mm"][:count].astype(np.float64))
         views.append(z["view"][:count])
         n += count

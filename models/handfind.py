@@ -326,6 +326,21 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
+def _on_image_border(mask: np.ndarray, rows: slice, cols: slice, shape: tuple[int, int]) -> np.ndarray:
+    """The samples of ``mask`` (a grid box (rows, cols) of a grid of ``shape``) that lie on
+    the image border."""
+    border = np.zeros_like(mask)
+    if rows.start == 0:
+        border[0] |= mask[0]
+    if rows.stop == shape[0]:
+        border[-1] |= mask[-1]
+    if cols.start == 0:
+        border[:, 0] |= mask[:, 0]
+    if cols.stop == shape[1]:
+        border[:, -1] |= mask[:, -1]
+    return border
+
+
 def _blob(g: np.ndarray, intr: Intrinsics, labels: np.ndarray, label: int, box: tuple[slice, slice],
           far_mm: float, cfg: HandFinderConfig) -> _Blob:
     """Component ``label`` (in the grid box ``box``) with its entry, distances from the entry
@@ -339,15 +354,7 @@ def _blob(g: np.ndarray, intr: Intrinsics, labels: np.ndarray, label: int, box: 
     cols = slice(max(0, box[1].start - 1), min(width, box[1].stop + 1))
     sub = g[rows, cols]
     mask = labels[rows, cols] == label
-    entry = np.zeros_like(mask)
-    if rows.start == 0:
-        entry[0] |= mask[0]
-    if rows.stop == height:
-        entry[-1] |= mask[-1]
-    if cols.start == 0:
-        entry[:, 0] |= mask[:, 0]
-    if cols.stop == width:
-        entry[:, -1] |= mask[:, -1]
+    entry = _on_image_border(mask, rows, cols, g.shape)
     # The nearest neighbour behind the slice (a 3 x 3 minimum filter), closer than
     # continuity_mm to the sample itself: the surface goes on behind the slice.
     beyond = np.where(sub > far_mm, sub, np.float32(np.inf))
@@ -434,16 +441,7 @@ def _follow_arm(g: np.ndarray, intr: Intrinsics, blob: _Blob, near_mm: float, cf
     ``continuity_mm`` apart, no farther than ``near_mm + reach_mm``), whose entry is where it
     leaves the image; unchanged when that surface is larger than ``max_area_mm2`` (the arm
     lies on a table, or joins the body)."""
-    height, width = g.shape
-    on_border = np.zeros_like(blob.mask)
-    if blob.rows.start == 0:
-        on_border[0] |= blob.mask[0]
-    if blob.rows.stop == height:
-        on_border[-1] |= blob.mask[-1]
-    if blob.cols.start == 0:
-        on_border[:, 0] |= blob.mask[:, 0]
-    if blob.cols.stop == width:
-        on_border[:, -1] |= blob.mask[:, -1]
+    on_border = _on_image_border(blob.mask, blob.rows, blob.cols, g.shape)
     if not on_border.any() or not (blob.entry & ~on_border).any():
         return blob
     far = near_mm + cfg.reach_mm
