@@ -348,7 +348,7 @@ class Estimator:
             return Estimate(False, None, None, None, None, None, "", ms)
         t2 = self.clock()
         if self._checked is not None and self._checked[0] is found:
-            _, crop, joints_rel, vertices_rel = self._checked  # its first pass ran in _detect
+            _, crop, joints_rel, vertices_rel = self._checked  # its first pass ran in _checked_choice
         else:
             crop = crop_depth(depth_mm, intr, found.com_mm, self.crop_cfg)
             t2 = self.clock()
