@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-refine", action="store_true", help="no temporal refinement")
     ap.add_argument("--single-pass", action="store_true",
                     help="run the network once, on the finder's crop (default: again on a crop around its palm)")
+    ap.add_argument("--rotations", type=int, default=None,
+                    help="run the last crop also turned in 360/N degree steps and average the results "
+                         "(default: models.estimator.EstimatorConfig's, 4; 1: the crop alone, fastest)")
     pace = ap.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="replay recordings at their recorded pace (default with the viewer)")
@@ -78,6 +81,8 @@ def check_options(a: argparse.Namespace) -> str | None:
     """Contradictory or impossible options, as one message (None when fine)."""
     if a.max_frames is not None and a.max_frames < 1:
         return "--max-frames must be at least 1"
+    if a.rotations is not None and a.rotations < 1:
+        return f"--rotations must be at least 1 (1: the crop alone), got {a.rotations}"
     if a.record is not None and a.record.suffix != ".db3":
         return f"--record writes RealSense .db3 recordings; got {a.record}"
     if a.record is not None and a.record.exists():
@@ -119,7 +124,9 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
 
         refiner = TemporalRefiner()
     outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
-    pipeline = Pipeline(Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass)), refiner, outputs)
+    turned = {} if a.rotations is None else {"rotations": a.rotations}
+    estimator = Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass, **turned))
+    pipeline = Pipeline(estimator, refiner, outputs)
     capture = Capture(source, queue_size=1 if bench else 2, drop_stale=live or realtime, max_frames=a.max_frames)
     _attach_outputs(a, outputs, predictor, visible, source)
     print(f"source: {getattr(source, 'name', spec)}; model: {model} ({provider})", file=sys.stderr)

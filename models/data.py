@@ -94,6 +94,7 @@ __all__ = [
     "make_loader",
     "pull_homography",
     "pull_rotation",
+    "rotation_warp",
     "rotate",
     "sample_crop",
     "sample_from_arrays",
@@ -426,20 +427,28 @@ def _rotation(rotvec: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- geometric steps (pure)
 
 
-def _rotate_step(sample: Sample, angle_rad: float) -> tuple[Sample, Warp]:
-    com = np.asarray(sample.com_mm, dtype=np.float64)
-    intr = sample_intrinsics(sample)
-    a = crop_window(com, intr, _crop_config(sample))
+def rotation_warp(com_mm: np.ndarray, intr: Intrinsics, cfg: CropConfig, angle_rad: float) -> tuple[np.ndarray, Warp]:
+    """The scene turned by ``angle_rad`` about the camera ray through ``com_mm`` (mm, camera
+    frame; module docstring, :func:`rotate`): its rotation R (3, 3) float64, acting on camera-
+    frame points p -> R·p (it keeps the COM fixed), and the :class:`Warp` that turns the crop
+    around ``com_mm`` (``crop_window(com_mm, intr, cfg)``) into the turned scene's crop."""
+    com = np.asarray(com_mm, dtype=np.float64)
+    a = crop_window(com, intr, cfg)
     r = _rotation(com / np.linalg.norm(com) * float(angle_rad))
     # dst patch px -> dst image px -> dst ray (z = 1) -> src ray q = Rᵀ·ray -> src image px -> src patch px.
     # A source point z·q/q_z lands at depth z / q_z: d' = (d + zc/h) / w - zc/h with w = q_z.
-    zc_over_half = com[2] / (0.5 * float(sample.cube_mm))
+    zc_over_half = com[2] / (0.5 * float(cfg.cube_mm))
     if intr.has_distortion:
         pull = partial(pull_rotation, a, intr, r.T)
     else:  # the same map without a lens model is the homography A·K·Rᵀ·K⁻¹·A⁻¹ (4x cheaper)
         k = intr.K()
         pull = partial(pull_homography, a @ k @ r.T @ np.linalg.inv(k) @ _inv_affine(a))
-    warp = Warp(pull, 1.0, zc_over_half, -zc_over_half)
+    return r, Warp(pull, 1.0, zc_over_half, -zc_over_half)
+
+
+def _rotate_step(sample: Sample, angle_rad: float) -> tuple[Sample, Warp]:
+    com = np.asarray(sample.com_mm, dtype=np.float64)
+    r, warp = rotation_warp(com, sample_intrinsics(sample), _crop_config(sample), angle_rad)
     joints = np.asarray(sample.joints_mm, dtype=np.float64) @ r.T
     theta = np.asarray(sample.theta, dtype=np.float64).copy()
     r0 = _rotation(theta[0:3])

@@ -18,7 +18,9 @@ hand is found count as failures in the success curve and are left out of the mea
 (both reported). ``--detect`` on shards with whole frames runs that pipeline too, each frame on
 its own (no tracking), instead of using the generator's crops, and reports each view
 (third-person, head-mounted) as well; ``--candidates N`` sets how many of the finder's objects
-the network checks (``models.estimator``, "Which object is the hand").
+the network checks (``models.estimator``, "Which object is the hand"). The last crop of every
+frame is also run turned, as in the app (``models.estimator``, "Rotation ensemble"), on every
+kind of data; ``--rotations 1`` measures the network on the crop alone.
 
 Metrics (mm, camera frame; ``models.metrics``):
 
@@ -40,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -52,13 +53,8 @@ import torch
 from models.data import intrinsics_from_arrays, shard_paths
 from models.hand_layer import HandLayer
 from models.joints import CONNECTIONS, JOINT_NAMES, get_layout
-from models.losses import anatomical_angle_thresholds, angles_over_threshold
+from models.losses import ANGLE_MARGIN_DEG, invalid_poses
 from models.metrics import EvalSummary, curve_auc, joint_errors, success_curve, success_curve_png, summarize
-
-#: Slack on the anatomical maximum bend of each bone pair before a pose counts as invalid, deg.
-#: Our template's rest bones are up to 11 deg from collinear, so a pose inside the joint limits
-#: can bend a pair that much beyond the collinear-bones maximum.
-ANGLE_MARGIN_DEG = 15.0
 
 
 class Predictions(NamedTuple):
@@ -80,9 +76,7 @@ def invalid_pose_share(joints_mm: np.ndarray, margin_deg: float = ANGLE_MARGIN_D
     """Share of frames (N, 21, 3) with any bone-pair angle beyond its anatomical maximum + margin."""
     if len(joints_mm) == 0:
         return float("nan")
-    th = anatomical_angle_thresholds(math.radians(margin_deg))
-    over = angles_over_threshold(torch.as_tensor(joints_mm, dtype=torch.float64), th)
-    return float(over.any(1).double().mean())
+    return float(invalid_poses(joints_mm, margin_deg).mean())
 
 
 def bone_lengths(joints_mm: np.ndarray) -> np.ndarray:
@@ -127,13 +121,16 @@ def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None
 
 
 def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = None, batch: int = 250,
-                   with_vertices: bool = True, recrop: bool = False) -> Predictions:
+                   with_vertices: bool = True, recrop: bool = False, rotations: int = 1) -> Predictions:
     """Run ``predictor`` on the crops of a shard directory, a shard or the fixed test subset
     (any .npz with patch, com_mm, joints_mm, theta, alpha, beta, wrist), in file order.
 
     recrop: the app's second pass (``models.estimator``, "Two passes"): each frame is cropped
     again around the first pass's palm centre and the network runs again. It needs the whole
     frames (shards written with ``models.synth generate --full-frames``).
+    rotations: the app's rotation ensemble on the last crop (``models.estimator``, "Rotation
+    ensemble"; 1: the crop alone, the network's own accuracy). It needs each frame's camera
+    (intrinsics, distortion, coeffs).
     """
     layer = HandLayer()
     joints, labels, verts, label_verts = [], [], [], []
@@ -145,7 +142,8 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
             if recrop and "frame" not in f.files:
                 raise ValueError(f"{path}: no whole frames to crop again (write them with "
                                  "`python -m models.synth generate --full-frames`, or evaluate one pass)")
-            z = {k: f[k] for k in keys + (("frame", "intrinsics", "distortion", "coeffs") if recrop else ())}
+            camera = ("intrinsics", "distortion", "coeffs") if recrop or rotations > 1 else ()
+            z = {k: f[k] for k in keys + camera + (("frame",) if recrop else ())}
         count = len(z["patch"]) if max_frames is None else min(len(z["patch"]), max_frames - n)
         for i in range(0, count, batch):
             sl = slice(i, min(i + batch, count))
@@ -154,7 +152,9 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
             t0 = time.perf_counter()
             j, v = predictor(patch)
             if recrop:
-                j, v, com = _second_pass(predictor, z, sl, j + com)
+                j, v, com, patch = _second_pass(predictor, z, sl, j + com)
+            if rotations > 1:
+                j, v = _turned_batch(predictor, z, sl, patch, com[:, 0], j, v, rotations)
             t += time.perf_counter() - t0
             joints.append(j + com)
             labels.append(z["joints_mm"][sl].astype(np.float64))
@@ -185,10 +185,11 @@ def shards_have_frames(split: str | Path) -> bool:
         return "frame" in f.files
 
 
-def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice,
-                 first_joints_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice, first_joints_mm: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """The Estimator's second pass on a batch of shard frames: (joints, vertices) relative to
-    the new centres, and the centres (B, 1, 3); frames whose palm is not trusted keep the first."""
+    the new centres, the centres (B, 1, 3) and the patches (B, 1, S, S); frames whose palm is
+    not trusted keep the first."""
     from models.crop import crop_depth
     from models.estimator import recrop_centre
 
@@ -204,21 +205,52 @@ def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice,
         intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
         patches.append(crop_depth(z["frame"][k][:intr.height, :intr.width], intr, centre, cfg).patch)
         com[b] = centre
-    j, v = predictor(np.stack(patches)[:, None])
-    return j, v, com[:, None]
+    patches = np.stack(patches)[:, None]
+    j, v = predictor(patches)
+    return j, v, com[:, None], patches
+
+
+def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: np.ndarray, com: np.ndarray,
+                  joints: np.ndarray, vertices: np.ndarray | None, rotations: int
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The Estimator's rotation ensemble on a batch of shard frames' last crops (patches (B, 1,
+    S, S) around com (B, 3), whose own runs gave ``joints`` / ``vertices``), the turned copies
+    of all frames through the predictor at once."""
+    from models.crop import Crop, crop_window
+    from models.estimator import ensemble, turned_patches
+
+    cfg = predictor.crop
+    turned, frames_r = [], []
+    for b, k in enumerate(range(sl.start, sl.stop)):
+        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+        crop = Crop(patches[b, 0], com[b], crop_window(com[b], intr, cfg), cfg.cube_mm)
+        p, r = turned_patches(crop, intr, rotations)
+        turned.append(p[1:])
+        frames_r.append(r)
+    j, v = predictor(np.concatenate(turned))
+    j = j.reshape(len(frames_r), rotations - 1, *j.shape[1:])
+    if vertices is not None and v is not None:
+        v = v.reshape(len(frames_r), rotations - 1, *v.shape[1:])
+    out = [ensemble(np.concatenate([joints[b:b + 1], j[b]]),
+                    None if vertices is None or v is None else np.concatenate([vertices[b:b + 1], v[b]]), r)
+           for b, r in enumerate(frames_r)]
+    return (np.concatenate([o[0] for o in out]),
+            None if out[0][1] is None else np.concatenate([o[1] for o in out]))
 
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
-                  recrop: bool = True, candidates: int = 3) -> tuple[Predictions, np.ndarray]:
+                  recrop: bool = True, candidates: int = 3, rotations: int | None = None
+                  ) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
     frame itself (detection only: the frames are independent, no tracking), where
     :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
     no hand is found are failures, as for recordings) and each frame's view (N,) int8
-    (``models.sampling.View``). candidates: ``EstimatorConfig.candidates``."""
+    (``models.sampling.View``). candidates, rotations: ``EstimatorConfig``'s (None: its default)."""
     from models.estimator import Estimator, EstimatorConfig
 
-    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates))
+    turned = {} if rotations is None else {"rotations": rotations}
+    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, **turned))
     layer = HandLayer()
     joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
     n, t = 0, 0.0
@@ -263,11 +295,14 @@ def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
 
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
-                   max_frames: int | None = None, recrop: bool = True, candidates: int = 3) -> Predictions:
-    """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s."""
+                   max_frames: int | None = None, recrop: bool = True, candidates: int = 3,
+                   rotations: int | None = None) -> Predictions:
+    """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s, as the
+    app does (rotations None: ``EstimatorConfig``'s default)."""
     from models.estimator import Estimator, EstimatorConfig
 
-    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates))
+    turned = {} if rotations is None else {"rotations": rotations}
+    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, **turned))
     joints, labels, found = [], [], []
     layout = None
     t0 = time.perf_counter()
@@ -321,6 +356,8 @@ HEADER = (f"{'model':<28} {'mean':>7} {'median':>7} {'vertex':>7} {'<20mm':>6} {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.estimator import EstimatorConfig, load_predictor
+
     ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="extend", nargs="+", required=True,
                     help="one or more .pt or .onnx models (the option may be repeated)")
@@ -339,11 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=3,
                     help="objects the network checks when no hand is tracked (models.estimator, 'Which object is "
                          "the hand'; 1: the finder's first), for --detect and labelled sources")
+    ap.add_argument("--rotations", type=int, default=EstimatorConfig().rotations,
+                    help="the last crop is also run turned by 360/N degree steps and the results averaged, as the "
+                         "app does (models.estimator, 'Rotation ensemble'; 1: the crop alone, the network's own "
+                         "accuracy)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
-
-    from models.estimator import load_predictor
     from models.sampling import View
     from models.train import hand_vertex_mask
 
@@ -356,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     recrop = not a.single_pass and (not is_shards or shards_have_frames(a.data))
     print(f"passes: {2 if recrop else 1}" + ("" if recrop or a.single_pass else
           " (the shards hold crops only; `models.synth generate --full-frames` writes whole frames)"), file=sys.stderr)
+    if a.rotations < 1:
+        print(f"error: --rotations: expected an int >= 1, got {a.rotations}", file=sys.stderr)
+        return 2
+    print(f"rotations: {a.rotations}", file=sys.stderr)
     results: dict[str, Any] = {}
     print(f"data: {a.data}", file=sys.stderr)
     print(HEADER)
@@ -364,20 +407,22 @@ def main(argv: list[str] | None = None) -> int:
             predictor = load_predictor(model, a.provider)
             views = None
             if is_shards and a.detect:
-                pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop, candidates=a.candidates)
+                pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop, candidates=a.candidates,
+                                            rotations=a.rotations)
             elif is_shards:
-                pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop)
+                pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop, rotations=a.rotations)
             else:
                 from sources import open_source
 
                 with open_source(a.data, labels=a.labels) as src:
                     pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=recrop,
-                                          candidates=a.candidates)
+                                          candidates=a.candidates, rotations=a.rotations)
         except (FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {model}: {exc}", file=sys.stderr)
             return 2
         r = summary_record(pred, hand_vertex_mask().numpy())
         r["passes"] = 2 if recrop else 1
+        r["rotations"] = a.rotations
         if not is_shards or a.detect:
             r["candidates"] = a.candidates
         if views is not None:

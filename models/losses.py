@@ -327,3 +327,18 @@ def anatomical_angle_thresholds(margin_rad: float = 0.0) -> torch.Tensor:
             worst = min(c1 * c2 for c1 in cos_values[0] for c2 in cos_values[1])
             out.append(math.acos(max(-1.0, min(1.0, worst))) + margin_rad)
     return torch.tensor(out, dtype=torch.float64)
+
+
+#: Slack on the anatomical maximum bend of each bone pair before a pose counts as invalid, deg.
+#: Our template's rest bones are up to 11 deg from collinear, so a pose inside the joint limits
+#: can bend a pair that much beyond the collinear-bones maximum.
+ANGLE_MARGIN_DEG = 15.0
+
+
+def invalid_poses(joints_mm: np.ndarray, margin_deg: float = ANGLE_MARGIN_DEG) -> np.ndarray:
+    """(N, 21, 3) joints, mm -> (N,) bool: True where a bone pair bends beyond its anatomical
+    maximum + ``margin_deg`` (:func:`anatomical_angle_thresholds`); the evaluation's invalid-pose
+    measure (``models.evaluate``) and the rotation ensemble's check (``models.estimator``)."""
+    th = anatomical_angle_thresholds(math.radians(margin_deg))
+    over = angles_over_threshold(torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64), th)
+    return over.any(1).numpy()

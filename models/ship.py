@@ -33,7 +33,8 @@ import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SUBSET_PATH = Path(__file__).resolve().parent.parent / "tests" / "data" / "synth_test_subset.npz"
-SUBSET_KEYS = ("patch", "joints_mm", "com_mm", "theta", "alpha", "beta", "wrist", "view", "camera")
+SUBSET_KEYS = ("patch", "joints_mm", "com_mm", "theta", "alpha", "beta", "wrist", "view", "camera", "intrinsics",
+               "distortion", "coeffs")
 SUBSET_SIZE = 256
 BN_BATCHES = 100   # batch-norm statistics recomputed over 100 x 64 augmented training crops
 
