@@ -507,3 +507,40 @@ def test_rotation_ensemble_lowers_the_shipped_models_error_on_the_subset():
         pred = predict_shards(predictor, SUBSET_PATH, rotations=rotations)
         errors.append(float(np.linalg.norm(pred.joints - pred.labels, axis=-1).mean()))
     assert errors[1] < errors[0] - 1.0, errors                                          # mm
+
+
+class _Counting:
+    """A predictor wrapper counting the network runs of each frame."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.crop, self.faces, self.runs = predictor, predictor.crop, predictor.faces, 0
+
+    def __call__(self, patches):
+        self.runs += len(patches)
+        return self.predictor(patches)
+
+
+def test_an_object_turned_down_is_not_checked_again_while_it_stays(monkeypatch):
+    """Demo frames 60-80: a second object beside the tracked hand is the finder's nearest for a
+    dozen frames running. The check turns it down once; while it stays where it was, the next
+    frames cost no more network runs than a frame without it (two passes + three turns = 5).
+    Checked anew every frame (TURNED_DOWN_MM = 0), each of those frames costs more."""
+    import models.estimator as estimator
+    from calib import read_depth_recording
+
+    rec = read_depth_recording(DEMO_SOURCE, max_frames=81)
+    frames = [f.astype(np.float32) * 1000 * rec.intrinsics.depth_scale for f in rec.frames]
+    predictor = estimator.load_predictor(ROOT / "models/weights/deephps.onnx", "cpu")
+    checked_frames = []
+    for turned_down_mm in (estimator.TURNED_DOWN_MM, 0.0):
+        monkeypatch.setattr(estimator, "TURNED_DOWN_MM", turned_down_mm)
+        counting = _Counting(predictor)
+        est = estimator.Estimator(counting)
+        runs = []
+        for depth in frames:
+            before = counting.runs
+            assert est(depth, rec.intrinsics).hand_found
+            runs.append(counting.runs - before)
+        assert np.median(runs[1:]) == 5                # two passes + three turned copies
+        checked_frames.append(sum(r > 5 for r in runs[60:]))
+    assert checked_frames[0] <= 2 and checked_frames[1] >= 8, checked_frames
