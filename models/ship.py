@@ -158,7 +158,9 @@ def write_cards() -> Path:
                     f"{fmt(t.get('mean_mm'))} | {fmt(t.get('vertices_mm'))} | "
                     f"{c['subset']['mean_mm']:.2f} | {p.stat().st_size / 1e6:.1f} MB |")
     text = ("# Shipped weights\n\nWritten by `python -m models.ship`; each `.pt` holds its full card "
-            "(`torch.load(p)['card']`: data, augmentation, optimiser, machine, all test metrics).\n\n"
+            "(`torch.load(p)['card']`: data, augmentation, optimiser, machine, all test metrics). Test numbers "
+            "are the network on one crop (`python -m models.evaluate --rotations 1`); the app also runs each "
+            "crop turned and averages (its rotation ensemble, 2-3 mm better: the project README, \"Results\").\n\n"
             "| file | method | version | steps x batch | train min | test joints mm | test vertices mm "
             "| subset joints mm | size |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     path = WEIGHTS_DIR / "README.md"
