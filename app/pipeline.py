@@ -139,6 +139,7 @@ def pose_record(index: int, frame: Any, est: Estimate, latency_ms: dict[str, flo
     else:
         rec["joints_xyz_mm"] = None
         rec["joints_uvd"] = None
+    rec["spread_mm"] = None if est.spread_mm is None else round(float(est.spread_mm), 2)
     rec["latency_ms"] = {k: round(v, 3) for k, v in latency_ms.items()}
     return rec
 

@@ -128,10 +128,12 @@ def test_pipeline_source_error_reaches_the_caller_and_outputs_are_closed(tmp_pat
 
 
 def test_pose_record_format():
-    est = Estimate(True, np.arange(63.0).reshape(21, 3), np.ones((21, 3)), None, None, None, "track", {})
+    est = Estimate(True, np.arange(63.0).reshape(21, 3), np.ones((21, 3)), None, None, None, "track", {}, 7.777)
     rec = pose_record(3, _frame(3), est, {"total": 1.23456})
     assert rec["frame"] == 3 and rec["source_id"] == "3" and rec["hand_found"] is True
     assert rec["joints_xyz_mm"][20] == [60.0, 61.0, 62.0] and rec["latency_ms"] == {"total": 1.235}
+    assert rec["spread_mm"] == 7.78
+    assert pose_record(4, _frame(4), est._replace(spread_mm=None), {})["spread_mm"] is None
 
 
 def test_stats_fps_and_percentiles():
@@ -489,6 +491,7 @@ def test_rotation_ensemble_turns_each_prediction_back():
     turned = Estimator(spot, EstimatorConfig(track=False, recrop=False, rotations=4))
     a, b = single(depth, intr), turned(depth, intr)
     assert a.hand_found and b.hand_found and spot.calls == 4
+    assert a.spread_mm is None and b.spread_mm < 0.5                                   # mm: the answers agree
     offset = a.joints_mm[0] - a.com_mm                                                 # the wrist: the spot
     assert offset[0] > 15.0 and offset[1] < -15.0                                      # mm: up and to the right
     np.testing.assert_allclose(b.joints_mm, a.joints_mm, atol=0.5)                     # mm
