@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from models.data import intrinsics_from_arrays, shard_paths
+from models.estimator import Estimator, EstimatorConfig, ensemble, load_predictor, recrop_centre, turned_patches
 from models.hand_layer import HandLayer
 from models.joints import CONNECTIONS, JOINT_NAMES, get_layout
 from models.losses import ANGLE_MARGIN_DEG, invalid_poses
@@ -191,7 +192,6 @@ def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice, first_join
     the new centres, the centres (B, 1, 3) and the patches (B, 1, S, S); frames whose palm is
     not trusted keep the first."""
     from models.crop import crop_depth
-    from models.estimator import recrop_centre
 
     cfg = predictor.crop
     first_com = z["com_mm"][sl].astype(np.float64)
@@ -217,7 +217,6 @@ def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: 
     S, S) around com (B, 3), whose own runs gave ``joints`` / ``vertices``), the turned copies
     of all frames through the predictor at once."""
     from models.crop import Crop, crop_window
-    from models.estimator import ensemble, turned_patches
 
     cfg = predictor.crop
     turned, frames_r = [], []
@@ -239,18 +238,15 @@ def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: 
 
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
-                  recrop: bool = True, candidates: int = 3, rotations: int | None = None
+                  recrop: bool = True, candidates: int = 3, rotations: int = EstimatorConfig.rotations
                   ) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
     frame itself (detection only: the frames are independent, no tracking), where
     :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
     no hand is found are failures, as for recordings) and each frame's view (N,) int8
-    (``models.sampling.View``). candidates, rotations: ``EstimatorConfig``'s (None: its default)."""
-    from models.estimator import Estimator, EstimatorConfig
-
-    turned = {} if rotations is None else {"rotations": rotations}
-    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, **turned))
+    (``models.sampling.View``). candidates, rotations: ``EstimatorConfig``'s."""
+    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, rotations=rotations))
     layer = HandLayer()
     joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
     n, t = 0, 0.0
@@ -296,13 +292,9 @@ def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
                    max_frames: int | None = None, recrop: bool = True, candidates: int = 3,
-                   rotations: int | None = None) -> Predictions:
-    """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s, as the
-    app does (rotations None: ``EstimatorConfig``'s default)."""
-    from models.estimator import Estimator, EstimatorConfig
-
-    turned = {} if rotations is None else {"rotations": rotations}
-    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, **turned))
+                   rotations: int = EstimatorConfig.rotations) -> Predictions:
+    """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s, as the app does."""
+    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, rotations=rotations))
     joints, labels, found = [], [], []
     layout = None
     t0 = time.perf_counter()
@@ -356,8 +348,6 @@ HEADER = (f"{'model':<28} {'mean':>7} {'median':>7} {'vertex':>7} {'<20mm':>6} {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.estimator import EstimatorConfig, load_predictor
-
     ap = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="extend", nargs="+", required=True,
                     help="one or more .pt or .onnx models (the option may be repeated)")

@@ -59,6 +59,7 @@ order eps²/‖B‖², far below float precision.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -339,6 +340,13 @@ def invalid_poses(joints_mm: np.ndarray, margin_deg: float = ANGLE_MARGIN_DEG) -
     """(N, 21, 3) joints, mm -> (N,) bool: True where a bone pair bends beyond its anatomical
     maximum + ``margin_deg`` (:func:`anatomical_angle_thresholds`); the evaluation's invalid-pose
     measure (``models.evaluate``) and the rotation ensemble's check (``models.estimator``)."""
-    th = anatomical_angle_thresholds(math.radians(margin_deg))
-    over = angles_over_threshold(torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64), th)
+    over = angles_over_threshold(torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64),
+                                 _thresholds(float(margin_deg)))
     return over.any(1).numpy()
+
+
+@functools.lru_cache(maxsize=8)
+def _thresholds(margin_deg: float) -> torch.Tensor:
+    """:func:`anatomical_angle_thresholds` + margin_deg, computed once per margin (the rotation
+    ensemble checks every frame)."""
+    return anatomical_angle_thresholds(math.radians(margin_deg))
