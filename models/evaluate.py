@@ -238,7 +238,8 @@ def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: 
 
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
-                  recrop: bool = True, candidates: int = 3, rotations: int = EstimatorConfig.rotations
+                  recrop: bool = True, candidates: int = EstimatorConfig.candidates,
+                  rotations: int = EstimatorConfig.rotations
                   ) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
@@ -291,7 +292,7 @@ def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
 
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
-                   max_frames: int | None = None, recrop: bool = True, candidates: int = 3,
+                   max_frames: int | None = None, recrop: bool = True, candidates: int = EstimatorConfig.candidates,
                    rotations: int = EstimatorConfig.rotations) -> Predictions:
     """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s, as the app does."""
     est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, rotations=rotations))
@@ -363,10 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detect", action="store_true",
                     help="shards with whole frames: the app's hand finder picks each crop (detection only, the "
                          "frames are independent) instead of the generator's crops; errors also per view")
-    ap.add_argument("--candidates", type=int, default=3,
+    ap.add_argument("--candidates", type=int, default=EstimatorConfig.candidates,
                     help="objects the network checks when no hand is tracked (models.estimator, 'Which object is "
                          "the hand'; 1: the finder's first), for --detect and labelled sources")
-    ap.add_argument("--rotations", type=int, default=EstimatorConfig().rotations,
+    ap.add_argument("--rotations", type=int, default=EstimatorConfig.rotations,
                     help="the last crop is also run turned by 360/N degree steps and the results averaged, as the "
                          "app does (models.estimator, 'Rotation ensemble'; 1: the crop alone, the network's own "
                          "accuracy)")
