@@ -127,15 +127,19 @@ def _info(device: Any, field: str) -> str:
 def _depth_from_profile(pipeline_profile: Any, what: str) -> tuple[Intrinsics, str]:
     """Depth intrinsics + a description from a started pipeline's profile."""
     rs = _rs()
-    device = pipeline_profile.get_device()
-    try:
-        depth_scale = device.first_depth_sensor().get_depth_scale()
-    except RuntimeError as exc:
-        raise SourceError(f"{what}: no depth sensor ({_one_line(exc)})") from exc
     try:
         stream = pipeline_profile.get_stream(rs.stream.depth).as_video_stream_profile()
     except RuntimeError as exc:
         raise SourceError(f"{what}: no depth stream ({_one_line(exc)})") from exc
+    return _depth_from_device(pipeline_profile.get_device(), stream, what)
+
+
+def _depth_from_device(device: Any, stream: Any, what: str) -> tuple[Intrinsics, str]:
+    """Depth intrinsics + a description from a device and its depth video stream profile."""
+    try:
+        depth_scale = device.first_depth_sensor().get_depth_scale()
+    except RuntimeError as exc:
+        raise SourceError(f"{what}: no depth sensor ({_one_line(exc)})") from exc
     name = _info(device, "name") or "RealSense"
     serial = _info(device, "serial_number") or "unknown"
     firmware = _info(device, "firmware_version")
@@ -258,6 +262,10 @@ class DepthStream:
         pipeline, self._pipeline = self._pipeline, None
         if pipeline is not None:
             try:
+                if self._playback is not None:
+                    # Stopping a playback that is still running, right after it started,
+                    # corrupts librealsense 2.59's heap now and then; pausing it first does not.
+                    self._playback.pause()
                 pipeline.stop()
             except RuntimeError:
                 pass  # already stopped (e.g. the device was unplugged)
@@ -326,8 +334,29 @@ def read_recording_intrinsics(path: str | Path) -> SourcedIntrinsics:
     Raises FileNotFoundError (with the path) when it does not exist, ValueError for another
     suffix, SourceError when pyrealsense2 cannot play it or it has no depth stream.
     """
-    with open_recording_stream(path, real_time=True, what="read_recording_intrinsics") as stream:
-        return SourcedIntrinsics(stream.intrinsics, f"READ FROM RECORDING {Path(path)} ({stream.details})")
+    what = "read_recording_intrinsics"
+    path = _checked_recording_path(path, what)
+    # The recording is opened as a device and its stream profiles read, without streaming:
+    # starting a real-time playback and stopping it at once corrupts librealsense 2.59's heap
+    # now and then (a crash in about one call in a hundred on a 4-frame clip).
+    rs = _rs()
+    context = rs.context()
+    try:
+        device = context.load_device(str(path))
+    except RuntimeError as exc:
+        raise SourceError(f"{what}: cannot play {path}: {_one_line(exc)}") from exc
+    try:
+        try:
+            sensor = device.first_depth_sensor()
+        except RuntimeError as exc:
+            raise SourceError(f"{what}: {path}: no depth sensor ({_one_line(exc)})") from exc
+        depth = [p for p in sensor.get_stream_profiles() if p.stream_type() == rs.stream.depth and p.is_video_stream_profile()]
+        if not depth:
+            raise SourceError(f"{what}: {path}: no depth stream")
+        intr, details = _depth_from_device(device, depth[0].as_video_stream_profile(), f"{what}: {path}")
+    finally:
+        context.unload_device(str(path))
+    return SourcedIntrinsics(intr, f"READ FROM RECORDING {path} ({details})")
 
 
 def read_device_intrinsics(

@@ -437,6 +437,25 @@ def test_db3_round_trip_intrinsics_and_pixels(db3_recording):
     assert rec.intrinsics == read
 
 
+def test_db3_repeated_intrinsics_reads_and_early_stops_do_not_crash(db3_recording):
+    # librealsense 2.59 corrupts its heap now and then when a real-time playback is stopped
+    # right after it started: before the fix, 30 intrinsics reads of this 4-frame clip
+    # crashed the process (SIGSEGV / SIGABRT) in 7 runs out of 10. In a subprocess, so a
+    # crash fails this test instead of the whole session.
+    path = db3_recording[0]
+    code = (
+        "import sys\n"
+        "from calib.realsense import open_recording_stream, read_recording_intrinsics\n"
+        "for _ in range(30):\n"
+        "    read_recording_intrinsics(sys.argv[1])\n"
+        "    open_recording_stream(sys.argv[1], real_time=True).close()\n"
+        "print('done')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "done", (result.returncode, result.stderr[-400:])
+
+
 def test_db3_writer_input_errors(db3_recording, tmp_path):
     path, intr, frames, _ = db3_recording
     with pytest.raises(ValueError, match=r"\.db3 files only.*'clip\.bag'"):
