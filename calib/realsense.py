@@ -59,6 +59,7 @@ RECORDING_SUFFIXES = (".bag", ".db3")
 _SUPPORTED_MODELS = ("none", "brown_conrady", "inverse_brown_conrady", "kannala_brandt4")
 _WAIT_MS = 100  # one wait for the next played-back frame, ms
 _STALL_LIMIT_S = 10.0  # give up a playback that delivers nothing for this long, s
+_DRAIN_LIMIT_S = 2.0  # at most this long reading an as-fast-as-read playback to its end on close, s
 
 
 def _rs() -> Any:
@@ -263,12 +264,27 @@ class DepthStream:
         if pipeline is not None:
             try:
                 if self._playback is not None:
-                    # Stopping a playback that is still running, right after it started,
-                    # corrupts librealsense 2.59's heap now and then; pausing it first does not.
-                    self._playback.pause()
+                    self._wind_down(pipeline, self._playback)
                 pipeline.stop()
             except RuntimeError:
                 pass  # already stopped (e.g. the device was unplugged)
+
+    @staticmethod
+    def _wind_down(pipeline: Any, playback: Any) -> None:
+        """Bring a playback to rest before its pipeline is stopped. librealsense 2.59 corrupts
+        its heap now and then (SIGSEGV / SIGABRT, a few times in a hundred right after start)
+        when a playback that is still running is stopped. A real-time playback is paused first;
+        pausing one that plays as fast as it is read can hang the stop instead, so that one is
+        read to its end, for at most ``_DRAIN_LIMIT_S``."""
+        if playback.is_real_time():
+            playback.pause()
+            return
+        rs = _rs()
+        deadline = time.perf_counter() + _DRAIN_LIMIT_S
+        while time.perf_counter() < deadline:
+            ok, _ = pipeline.try_wait_for_frames(_WAIT_MS)
+            if not ok and playback.current_status() == rs.playback_status.stopped:
+                return  # "stopped" also before the first frame, so only once nothing comes
 
     def __enter__(self) -> "DepthStream":
         return self

@@ -438,10 +438,11 @@ def test_db3_round_trip_intrinsics_and_pixels(db3_recording):
 
 
 def test_db3_repeated_intrinsics_reads_and_early_stops_do_not_crash(db3_recording):
-    # librealsense 2.59 corrupts its heap now and then when a real-time playback is stopped
-    # right after it started: before the fix, 30 intrinsics reads of this 4-frame clip
-    # crashed the process (SIGSEGV / SIGABRT) in 7 runs out of 10. In a subprocess, so a
-    # crash fails this test instead of the whole session.
+    # librealsense 2.59 corrupts its heap now and then when a playback that is still running
+    # is stopped: before the fix, 30 intrinsics reads of this 4-frame clip crashed the process
+    # (SIGSEGV / SIGABRT) in 7 runs out of 10, and 30 as-fast-as-read playbacks stopped before
+    # their first frame in 4 out of 8. In a subprocess, so that a crash fails this test
+    # instead of the whole session.
     path = db3_recording[0]
     code = (
         "import sys\n"
@@ -449,6 +450,7 @@ def test_db3_repeated_intrinsics_reads_and_early_stops_do_not_crash(db3_recordin
         "for _ in range(30):\n"
         "    read_recording_intrinsics(sys.argv[1])\n"
         "    open_recording_stream(sys.argv[1], real_time=True).close()\n"
+        "    open_recording_stream(sys.argv[1], real_time=False).close()\n"
         "print('done')\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True,
