@@ -66,7 +66,7 @@ import numbers
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -502,12 +502,11 @@ def warp_patch(patch: np.ndarray, mask: np.ndarray, warps: Sequence[Warp]) -> tu
         raise ValueError(f"warp_patch: expected patch and mask (S, S), got {patch.shape} and {np.asarray(mask).shape}")
     if not warps:
         return patch.astype(np.float32, copy=True), np.asarray(mask, dtype=bool).copy()
-    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
-    gain, offset = np.ones_like(u), np.zeros_like(u)
-    ok = np.ones(u.shape, dtype=bool)
+    u, v = _pixel_grid(size)
+    gain, offset, ok = 1.0, 0.0, True
     for warp in reversed(warps):  # pull destination pixels back through the last step first
         x, y, w = warp.pull(u, v)
-        ok &= np.isfinite(w) & (w > 1e-9) & np.isfinite(x) & np.isfinite(y)
+        ok = ok & np.isfinite(w) & (w > 1e-9) & np.isfinite(x) & np.isfinite(y)
         w = np.where(ok, w, 1.0)
         g = warp.gain / w
         o = warp.offset_w / w + warp.offset
@@ -517,18 +516,19 @@ def warp_patch(patch: np.ndarray, mask: np.ndarray, warps: Sequence[Warp]) -> tu
     iu = np.floor(u + 0.5)
     iv = np.floor(v + 0.5)
     ok &= (iu >= 0) & (iu < size) & (iv >= 0) & (iv < size)
-    iu = np.where(ok, iu, 0).astype(np.int64)
-    iv = np.where(ok, iv, 0).astype(np.int64)
-    src = patch[iv, iu].astype(np.float64)
-    valid = ok & (src > FRONT) & (src < BACKGROUND)
-    front = ok & (src <= FRONT)
-    d = gain * src + offset
-    out = np.full((size, size), BACKGROUND, dtype=np.float64)
-    out[valid] = d[valid]
-    out[valid & (d > BACKGROUND)] = BACKGROUND
-    out[valid & (d < FRONT)] = FRONT
-    out[front] = FRONT
-    return out.astype(np.float32), np.asarray(mask, dtype=bool)[iv, iu] & ok
+    flat = np.where(ok, iv * size + iu, 0).astype(np.intp)  # source pixel, row-major
+    src = patch.ravel()[flat].astype(np.float64)
+    out = np.where(ok & (src > FRONT) & (src < BACKGROUND), np.clip(gain * src + offset, FRONT, BACKGROUND), BACKGROUND)
+    out[ok & (src <= FRONT)] = FRONT
+    return out.astype(np.float32), np.asarray(mask, dtype=bool).ravel()[flat] & ok
+
+
+@lru_cache(maxsize=4)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only (S, S) float64 pixel coordinates u (column) and v (row) of a patch."""
+    v, u = np.mgrid[0:size, 0:size].astype(np.float64)
+    u.flags.writeable = v.flags.writeable = False
+    return u, v
 
 
 def _apply(sample: Sample, steps: Sequence[Warp]) -> Sample:
