@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Re-run every measurement behind the README's results and speed tables for the shipped
+# default model (models/weights/deephps.pt and its .onnx engine), writing docs/results/*.json,
+# docs/success_curves.png, the real-frame pictures and docs/app_viewer.png. Run it after
+# `python -m models.ship ...` with nothing else loading the machine (about 45 min on 2 cores).
+#
+# Needs the whole-frame splits (README, "Through the app's pipeline"):
+#   python -m models.synth generate --split test --frames 2000 --out data/synth_frames --full-frames
+#   python -m models.synth generate --split val --frames 1000 --out data/synth_frames --full-frames
+# and renders the 600-frame demo into $DEMO600 (default /tmp/demo600) when it is missing.
+# The bench runs write /tmp/bench_r{4,1}_{1,2,3}.json; the README quotes their median.
+# Usage: bash scripts/remeasure.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+M=models/weights/deephps.pt
+E=models/weights/deephps.onnx
+R=docs/results
+DEMO600=${DEMO600:-/tmp/demo600}
+DEMO="app/assets/demo.db3 --labels app/assets/demo.labels.jsonl"
+NYU=nyu:../shared/data/nyu_sample
+for split in test val; do
+    [ -d "data/synth_frames/$split" ] || { echo "missing data/synth_frames/$split (see the header)" >&2; exit 2; }
+done
+[ -d "$DEMO600" ] || $PY -m app.demo_data --png "$DEMO600" --frames 600 --seed 11
+
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+step "synthetic test split, crops (ensemble; one crop is the model card's)"
+$PY -m models.evaluate --model $M --json $R/test_rotations4.json
+step "the app's own finder on whole test frames"
+$PY -m models.evaluate --model $M --data data/synth_frames/test --detect --json $R/detect_test.json
+for r in 4 1; do
+    step "through the pipeline, two passes, rotations $r"
+    $PY -m models.evaluate --model $M --data data/synth_frames/test --rotations $r --json $R/frames_test_rotations$r.json
+    $PY -m models.evaluate --model $M --data data/synth_frames/val --rotations $r --json $R/frames_val_rotations$r.json
+    # shellcheck disable=SC2086  # DEMO is two arguments
+    $PY -m models.evaluate --model $E --data $DEMO --rotations $r --json $R/demo_rotations$r.json
+    $PY -m models.evaluate --model $E --data "$DEMO600" --rotations $r --json $R/demo600_rotations$r.json
+    $PY -m models.evaluate --model $E --data $NYU --rotations $r --json $R/nyu1_rotations$r.json
+done
+step "one pass, no ensemble (the last line of each)"
+for d in "$DEMO" "$DEMO600" "$NYU" data/synth_frames/test data/synth_frames/val; do
+    # shellcheck disable=SC2086
+    $PY -m models.evaluate --model $E --data $d --single-pass --rotations 1 2>&1 | tail -1
+done
+step "temporal refinement on the demo"
+$PY -m app.refine_eval --json $R/refine_demo.json
+step "pictures: real frames and the viewer"
+$PY -m app.real_pictures
+bash scripts/app_screenshot.sh
+step "speed, three runs each"
+for i in 1 2 3; do $PY -m app bench --max-frames 1000 --json "/tmp/bench_r4_$i.json"; done
+for i in 1 2 3; do $PY -m app bench --max-frames 1000 --rotations 1 --json "/tmp/bench_r1_$i.json"; done
+step "success curves of the default and the compared methods (one crop)"
+$PY -m models.evaluate --model $M --model models/weights/compare/*.pt --max-frames 2000 --rotations 1 \
+    --curve docs/success_curves.png --json $R/curves_2000.json
+step "done"
