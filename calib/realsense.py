@@ -354,7 +354,7 @@ def read_recording_intrinsics(path: str | Path) -> SourcedIntrinsics:
     path = _checked_recording_path(path, what)
     # The recording is opened as a device and its stream profiles read, without streaming:
     # starting a real-time playback and stopping it at once corrupts librealsense 2.59's heap
-    # now and then (a crash in about one call in a hundred on a 4-frame clip).
+    # now and then (a crash in a few calls in a hundred on a 4-frame clip).
     rs = _rs()
     context = rs.context()
     try:
@@ -366,7 +366,8 @@ def read_recording_intrinsics(path: str | Path) -> SourcedIntrinsics:
             sensor = device.first_depth_sensor()
         except RuntimeError as exc:
             raise SourceError(f"{what}: {path}: no depth sensor ({_one_line(exc)})") from exc
-        depth = [p for p in sensor.get_stream_profiles() if p.stream_type() == rs.stream.depth and p.is_video_stream_profile()]
+        depth = [p for p in sensor.get_stream_profiles()
+                 if p.stream_type() == rs.stream.depth and p.is_video_stream_profile()]
         if not depth:
             raise SourceError(f"{what}: {path}: no depth stream")
         intr, details = _depth_from_device(device, depth[0].as_video_stream_profile(), f"{what}: {path}")
