@@ -376,21 +376,69 @@ def test_second_pass_crops_around_the_first_pass_palm(offset_predictor):
     np.testing.assert_allclose(e.com_mm, first.com_mm, atol=1e-9)
 
 
-def test_second_pass_lowers_the_error_on_the_demo_recording():
-    """The shipped model on the first 60 labelled demo frames: two passes beat one (measured
-    over all 150 frames with the step-23,000 model: 30.7 -> 25.7 mm)."""
-    from models.estimator import load_predictor
-    from models.evaluate import predict_frames
+def test_tracked_first_crop_is_the_previous_palm_moved_with_the_finder(offset_predictor):
+    """The same frame twice, tracked, every joint at ``offset`` from its crop centre. Frame 1 is
+    cut at the finder's centre F, then again at the palm F + offset (27 mm away), and its answer's
+    palm is F + 2 offset. Frame 2's first crop is that palm moved as the finder moved (not at
+    all): F + 2 offset, and again a second pass. A 5 mm offset is within ``settled_mm``: one pass
+    per frame, the second frame's crop at the first's palm."""
+    from models.crop import crop_depth
+    from models.estimator import Estimator, EstimatorConfig
+
+    depth, intr = _demo_frame()
+    offset = np.array([20.0, -10.0, 15.0])                         # mm
+    p = offset_predictor(offset)
+    est = Estimator(p, EstimatorConfig(rotations=1))
+    first = est(depth, intr)
+    finder = first.com_mm - offset
+    second = est(depth, intr)
+    assert len(p.patches) == 4
+    np.testing.assert_array_equal(p.patches[2][0], crop_depth(depth, intr, finder + 2 * offset).patch)
+    np.testing.assert_allclose(second.com_mm, finder + 3 * offset, atol=1e-4)
+    np.testing.assert_allclose(second.joints_mm, np.broadcast_to(finder + 4 * offset, (21, 3)), atol=1e-4)
+
+    small = np.array([3.0, 4.0, 0.0])                              # mm: 5 mm, within settled_mm
+    p = offset_predictor(small)
+    est = Estimator(p, EstimatorConfig(rotations=1))
+    first, second = est(depth, intr), est(depth, intr)
+    assert len(p.patches) == 2
+    np.testing.assert_allclose(second.com_mm, first.com_mm + small, atol=1e-4)
+    # Untracked, every frame starts again from the finder's centre.
+    est = Estimator(offset_predictor(small), EstimatorConfig(track=False, rotations=1))
+    first, second = est(depth, intr), est(depth, intr)
+    np.testing.assert_allclose(second.com_mm, first.com_mm, atol=1e-9)
+
+
+def test_second_pass_and_the_tracked_first_crop_on_the_demo_recording():
+    """The shipped model on the first 60 labelled demo frames, one crop each (rotations 1),
+    network runs counted. Detected afresh on every frame (track off), the finder's centre of
+    mass sits towards the wrist and the second pass, around the first pass's palm, pays:
+    29.4 -> 20.6 mm (step 56,000). Tracked, the first crop is cut at the previous palm moved
+    with the finder (module docstring, "Two passes"): one pass alone beats the untracked one
+    pass (23.4 mm), and two passes need under two runs per frame (1.6: the second is skipped
+    where the first crop was already on the palm) and are no worse than untracked (20.1)."""
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
     from sources import open_source
 
-    predictor = load_predictor(ROOT / "models/weights/deephps.onnx", "cpu")
-    errors = []
-    for recrop in (False, True):
-        with open_source(str(DEMO_SOURCE), labels=str(DEMO_SOURCE.with_name("demo.labels.jsonl"))) as src:
-            pred = predict_frames(predictor, src, max_frames=60, recrop=recrop)
-        assert pred.found.all()
-        errors.append(float(np.linalg.norm(pred.joints - pred.labels, axis=-1).mean()))
-    assert errors[1] < errors[0] - 2.0, errors     # mm
+    predictor = _Counting(load_predictor(ROOT / "models/weights/deephps.onnx", "cpu"))
+    error, runs = {}, {}
+    for track in (False, True):
+        for recrop in (False, True):
+            est = Estimator(predictor, EstimatorConfig(track=track, recrop=recrop, rotations=1))
+            errors, before = [], predictor.runs
+            with open_source(str(DEMO_SOURCE), labels=str(DEMO_SOURCE.with_name("demo.labels.jsonl"))) as src:
+                for k, frame in enumerate(src):
+                    if k == 60:
+                        break
+                    e = est(frame.depth_mm, frame.intrinsics)
+                    assert e.hand_found
+                    errors.append(np.linalg.norm(e.joints_mm - np.asarray(frame.labels.xyz_mm), axis=-1).mean())
+            error[track, recrop] = float(np.mean(errors))
+            runs[track, recrop] = (predictor.runs - before) / len(errors)
+    assert error[False, True] < error[False, False] - 4.0, error            # mm
+    assert error[True, False] < error[False, False] - 3.0, error            # mm
+    assert error[True, True] <= error[False, True] + 1.0, error             # mm
+    assert runs[True, True] < 2.0 and runs[False, True] > runs[False, False], runs
 
 
 def test_surface_fit_of_a_plane():
@@ -419,6 +467,9 @@ def test_estimator_config_candidates_and_rotations():
         for bad in (0, -2, 2.0, True):
             with pytest.raises(ValueError, match=name):
                 EstimatorConfig(**{name: bad})
+    for bad in (-1.0, True, "10", float("nan")):
+        with pytest.raises(ValueError, match="settled_mm"):
+            EstimatorConfig(settled_mm=bad)
 
 
 class _NearestSpot:
@@ -526,7 +577,8 @@ class _Counting:
 def test_an_object_turned_down_is_not_checked_again_while_it_stays(monkeypatch):
     """Demo frames 60-80: a second object beside the tracked hand is the finder's nearest for a
     dozen frames running. The check turns it down once; while it stays where it was, the next
-    frames cost no more network runs than a frame without it (two passes + three turns = 5).
+    frames cost no more network runs than a frame without it (one or two passes + three turns:
+    4-5).
     Checked anew every frame (TURNED_DOWN_MM = 0), each of those frames costs more."""
     import models.estimator as estimator
     from calib import read_depth_recording
@@ -544,6 +596,6 @@ def test_an_object_turned_down_is_not_checked_again_while_it_stays(monkeypatch):
             before = counting.runs
             assert est(depth, rec.intrinsics).hand_found
             runs.append(counting.runs - before)
-        assert np.median(runs[1:]) == 5                # two passes + three turned copies
+        assert np.median(runs[1:]) in (4, 5)           # one or two passes + three turned copies
         checked_frames.append(sum(r > 5 for r in runs[60:]))
     assert checked_frames[0] <= 2 and checked_frames[1] >= 8, checked_frames
