@@ -50,10 +50,12 @@ a second crop and network run, counted in ``latency_ms["network"]``.
 
 While a hand is tracked, the first pass does not start from the finder's centre: its crop is
 cut at the previous frame's palm, moved as the finder's centre moved since that frame
-(:meth:`Estimator._first_centre`: the finder's centre moves with the hand, but sits away from
+(:meth:`Estimator._carried_palm`: the finder's centre moves with the hand, but sits away from
 the palm, 44 mm at the median on the demo recording, 82 mm at the 90th percentile), and the
 second pass is skipped when the first pass's palm lies within ``settled_mm`` (10 mm) of that
-crop's centre, where a crop cut again would be nearly the same. On the demo recording with the
+crop's centre, where a crop cut again would be nearly the same. (Not on a crop around the
+finder's centre: on NYU frame 1 the first palm lay 8-9 mm from it, and the second pass still
+gained 8.5 mm with one crop, step 56,000 and 70,000.) On the demo recording with the
 step-56,000 model and four rotations: 17.05 -> 16.26 mm mean joint error, 5.1 -> 4.3 network
 runs per frame (``settled_mm`` 0, never skipping: 16.07 mm, 5.1 runs; 5: 16.10, 4.7; 20:
 16.37, 4.2). The offset is carried only while the previous palm lay within half a cube of the
@@ -322,7 +324,7 @@ SPREAD_WEIGHT = 1.0
 class EstimatorConfig:
     """hand: "right" or "left" (mirrored); track: re-centre from the previous joints;
     recrop: run the network twice, the second time on a crop centred on the first's palm,
-    unless that palm is within ``settled_mm`` of the first crop's centre;
+    unless that crop was the tracked palm's and the palm is within ``settled_mm`` of its centre;
     candidates: when no hand is tracked, the finder's candidates to check with the network
     (module docstring, "Which object is the hand"; 1: take the finder's first); rotations: the
     last pass's crop is also run turned, and the results averaged (module docstring,
@@ -333,7 +335,7 @@ class EstimatorConfig:
     agree_mm: float = 40.0   # previous joints' palm centre vs crop centre, mm: tracking starts at the palm
     redetect_every: int = 1  # frames between full detections (1: every frame, see the module docstring)
     recrop: bool = True      # second pass on a crop centred on the first pass's palm (module docstring)
-    settled_mm: float = 10.0  # no second pass when the first pass's palm is this near its crop centre, mm
+    settled_mm: float = 10.0  # no second pass when a tracked first crop's palm is this near its centre, mm
     candidates: int = 3      # objects checked with the network when no hand is tracked (module docstring)
     rotations: int = 4       # turned copies of the last crop, the crop included (module docstring)
     finder: HandFinderConfig = field(default_factory=HandFinderConfig)
@@ -341,7 +343,8 @@ class EstimatorConfig:
     def __post_init__(self) -> None:
         if self.hand not in ("right", "left"):
             raise ValueError(f"EstimatorConfig.hand: expected 'right' or 'left', got {self.hand!r}")
-        if isinstance(self.settled_mm, bool) or not isinstance(self.settled_mm, (int, float)) or not self.settled_mm >= 0:
+        settled = self.settled_mm
+        if isinstance(settled, bool) or not isinstance(settled, (int, float)) or not settled >= 0:
             raise ValueError(f"EstimatorConfig.settled_mm: expected a number >= 0 (mm), got {self.settled_mm!r}")
         for name in ("candidates", "rotations"):
             value = getattr(self, name)
@@ -471,16 +474,16 @@ class Estimator:
         vertices = None if vertices_rel is None else np.concatenate([v for _, v in runs])
         return ensemble(np.concatenate([j for j, _ in runs]), vertices, rotations)
 
-    def _first_centre(self, found: HandDetection) -> np.ndarray:
-        """The first pass's crop centre, mm: while a hand is tracked, the previous frame's palm
+    def _carried_palm(self, found: HandDetection) -> np.ndarray | None:
+        """While a hand is tracked, the first pass's crop centre, mm: the previous frame's palm
         moved as the finder's centre moved, if that palm lay within half a cube of the finder's
-        centre (a sanity bound: a wrong hand is not carried on); else the finder's centre
-        (module docstring, "Two passes")."""
+        centre (a sanity bound: a wrong hand is not carried on); else None, and the first crop
+        is the finder's (module docstring, "Two passes")."""
         if not self.cfg.track or self._previous_palm is None or self._previous_found is None:
-            return found.com_mm
+            return None
         offset = self._previous_palm - self._previous_found
         if np.linalg.norm(offset) > 0.5 * self.crop_cfg.cube_mm:
-            return found.com_mm
+            return None
         return found.com_mm + offset
 
     def _track(self, depth_mm: np.ndarray, intr: Intrinsics) -> HandDetection | None:
@@ -501,18 +504,20 @@ class Estimator:
             ms = {"find": 1e3 * (t1 - t0), "crop": 0.0, "network": 0.0, "total": 1e3 * (t1 - t0)}
             return Estimate(False, None, None, None, None, None, "", ms)
         t2 = self.clock()
+        carried = None
         if self._checked is not None and self._checked.found is found:
             _, crop, joints_rel, vertices_rel, spread = self._checked  # its first pass ran in _checked_choice
         else:
-            crop = crop_depth(depth_mm, intr, self._first_centre(found), self.crop_cfg)
+            carried = self._carried_palm(found)
+            crop = crop_depth(depth_mm, intr, found.com_mm if carried is None else carried, self.crop_cfg)
             t2 = self.clock()
             joints_rel, vertices_rel = self.predictor(crop.patch[None, None])
             spread = None
         self._checked = None
         joints = joints_rel[0].astype(np.float64) + crop.com_mm
-        centre = None
-        if self.cfg.recrop and np.linalg.norm(palm_centre(joints) - crop.com_mm) > self.cfg.settled_mm:
-            centre = recrop_centre(crop.com_mm, joints, self.crop_cfg.cube_mm)
+        # A carried crop whose palm is where it was cut needs no second pass.
+        settled = carried is not None and np.linalg.norm(palm_centre(joints) - crop.com_mm) <= self.cfg.settled_mm
+        centre = recrop_centre(crop.com_mm, joints, self.crop_cfg.cube_mm) if self.cfg.recrop and not settled else None
         if centre is not None:
             crop = crop_depth(depth_mm, intr, centre, self.crop_cfg)
             joints_rel, vertices_rel = self.predictor(crop.patch[None, None])

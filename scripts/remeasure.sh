@@ -41,9 +41,12 @@ for r in 4 1; do
     $PY -m models.evaluate --model $E --data $NYU --rotations $r --json $R/nyu1_rotations$r.json
 done
 step "one pass, no ensemble (the last line of each)"
-for d in "$DEMO" "$DEMO600" "$NYU" data/synth_frames/test data/synth_frames/val; do
+for d in "$DEMO" "$DEMO600" "$NYU"; do
     # shellcheck disable=SC2086
     $PY -m models.evaluate --model $E --data $d --single-pass --rotations 1 2>&1 | tail -1
+done
+for d in data/synth_frames/test data/synth_frames/val; do   # batches of crops: the .pt, not the batch-1 engine
+    $PY -m models.evaluate --model $M --data $d --single-pass --rotations 1 2>&1 | tail -1
 done
 step "temporal refinement on the demo"
 $PY -m app.refine_eval --json $R/refine_demo.json

@@ -380,8 +380,9 @@ def test_tracked_first_crop_is_the_previous_palm_moved_with_the_finder(offset_pr
     """The same frame twice, tracked, every joint at ``offset`` from its crop centre. Frame 1 is
     cut at the finder's centre F, then again at the palm F + offset (27 mm away), and its answer's
     palm is F + 2 offset. Frame 2's first crop is that palm moved as the finder moved (not at
-    all): F + 2 offset, and again a second pass. A 5 mm offset is within ``settled_mm``: one pass
-    per frame, the second frame's crop at the first's palm."""
+    all): F + 2 offset, and again a second pass. A 5 mm offset is within ``settled_mm``: the
+    untracked first frame still takes two passes (its crop was the finder's), the second frame
+    one, at the first frame's palm."""
     from models.crop import crop_depth
     from models.estimator import Estimator, EstimatorConfig
 
@@ -401,7 +402,7 @@ def test_tracked_first_crop_is_the_previous_palm_moved_with_the_finder(offset_pr
     p = offset_predictor(small)
     est = Estimator(p, EstimatorConfig(rotations=1))
     first, second = est(depth, intr), est(depth, intr)
-    assert len(p.patches) == 2
+    assert len(p.patches) == 3
     np.testing.assert_allclose(second.com_mm, first.com_mm + small, atol=1e-4)
     # Untracked, every frame starts again from the finder's centre.
     est = Estimator(offset_predictor(small), EstimatorConfig(track=False, rotations=1))
