@@ -56,10 +56,11 @@ second pass is skipped when the first pass's palm lies within ``settled_mm`` (10
 crop's centre, where a crop cut again would be nearly the same. (Not on a crop around the
 finder's centre: on NYU frame 1 the first palm lay 8-9 mm from it, and the second pass still
 gained 8.5 mm with one crop, step 56,000 and 70,000.) On the demo recording with the
-step-56,000 model and four rotations: 17.05 -> 16.26 mm mean joint error, 5.1 -> 4.3 network
-runs per frame (``settled_mm`` 0, never skipping: 16.07 mm, 5.1 runs; 5: 16.10, 4.7; 20:
-16.37, 4.2). The offset is carried only while the previous palm lay within half a cube of the
-finder's centre, a bound against carrying a wrong answer on (a quarter cube cost 0.5 mm there).
+step-70,000 model and four rotations: 16.66 -> 15.80 mm mean joint error, 5.1 -> 4.4 network
+runs per frame (``settled_mm`` 0, never skipping: 15.83 mm, 5.1 runs; 5: 15.81, 4.7; 20:
+15.94, 4.2). The offset is carried only while the previous palm lay within half a cube of the
+finder's centre, a bound against carrying a wrong answer on (a quarter cube cost 0.5 mm there,
+step 56,000).
 
 Which object is the hand. With no hand tracked (the first frame, after a loss, or
 ``track=False``), the finder's nearest object can be something else about as near: a cup, a

@@ -414,10 +414,10 @@ def test_second_pass_and_the_tracked_first_crop_on_the_demo_recording():
     """The shipped model on the first 60 labelled demo frames, one crop each (rotations 1),
     network runs counted. Detected afresh on every frame (track off), the finder's centre of
     mass sits towards the wrist and the second pass, around the first pass's palm, pays:
-    29.4 -> 20.6 mm (step 56,000). Tracked, the first crop is cut at the previous palm moved
+    29.4 -> 20.5 mm (step 70,000). Tracked, the first crop is cut at the previous palm moved
     with the finder (module docstring, "Two passes"): one pass alone beats the untracked one
-    pass (23.4 mm), and two passes need under two runs per frame (1.6: the second is skipped
-    where the first crop was already on the palm) and are no worse than untracked (20.1)."""
+    pass (18.3 mm), and two passes need under two runs per frame (1.3: the second is skipped
+    where the first crop was already on the palm) and are no worse than untracked (17.5)."""
     from models.estimator import Estimator, EstimatorConfig, load_predictor
     from sources import open_source
 
