@@ -67,8 +67,10 @@ Neither ever makes up a hand: an empty frame, far background only, NaN/inf value
 too small or too large for a hand give ``None``.
 
 Limits: an object about as near as the hand or nearer (a cup, a box, a head, the other hand)
-can be taken for it: :func:`find_hands` lists such objects so that the caller can check them
-(``models.estimator`` does, with the pose network), and the app keeps a tracked hand unless a
+can be taken for it: :func:`find_hands` lists such objects, and other starting points on
+them for a blob whose free end is not the hand (its arm's entry misread, or the hand held in
+front of the body), so that the caller can check them (``models.estimator`` does, with the
+pose network), and the app keeps a tracked hand unless a
 detection agrees with it (``detection_agrees``). Measured on
 500 whole synthetic frames with clutter (``models.synth generate --full-frames``; detection
 alone, no tracking), the centre was more than 60 mm from the palm in 21 % of third-person and
@@ -206,7 +208,8 @@ class HandDetection(NamedTuple):
     com_uvd: (3,) float64: its pixel (u px, v px) and depth z mm.
     num_pixels: depth pixels inside the final centre-of-mass sphere (counted on the
         ``refine_px`` grid and scaled by refine_px², i.e. in full-resolution pixels).
-    method: "detect" (:func:`find_hand`) or "track" (:func:`track_hand`).
+    method: "detect" (:func:`find_hand`, the objects of :func:`find_hands`), "spare" (the
+        other starting points of :func:`find_hands`) or "track" (:func:`track_hand`).
     """
 
     com_mm: np.ndarray
@@ -503,6 +506,22 @@ def _free_end_seeds(g: np.ndarray, intr: Intrinsics, blob: _Blob, cfg: HandFinde
     return [_weighted_mean(p[tt >= float(tt.max()) - cfg.tip_band_mm]) for tt in (t, -t)]
 
 
+def _other_seeds(g: np.ndarray, intr: Intrinsics, blob: _Blob, cfg: HandFinderConfig) -> list[np.ndarray]:
+    """More starting points on a blob, for :func:`find_hands`' spare candidates: its part
+    nearest to the camera (within ``tip_band_mm`` of its nearest sample: a hand held in front
+    of the body) and, for a blob with an entry, both ends of its long axis (a hand at the end
+    of an arm whose entry was misread; a blob without one was seeded at both already)."""
+    box = (blob.rows, blob.cols)
+    p = _selected(g[box], blob.mask, intr, cfg.grid_px, box)
+    nearest = _weighted_mean(p[p[:, 2] <= p[:, 2].min() + cfg.tip_band_mm])
+    if not math.isfinite(blob.protrusion_mm):
+        return [nearest]
+    q = p - _weighted_mean(p)
+    _, vecs = np.linalg.eigh(q.T @ q)
+    t = q @ vecs[:, -1]
+    return [nearest] + [_weighted_mean(p[tt >= float(tt.max()) - cfg.tip_band_mm]) for tt in (t, -t)]
+
+
 # --------------------------------------------------------------------------- 4. centre of mass
 
 
@@ -643,7 +662,8 @@ def find_hand(depth_mm: np.ndarray, intr: Intrinsics,
     returns HandDetection(method="detect") centred near the palm centre, or None.
     Raises TypeError / ValueError only for wrong argument types, dtype or shape.
     """
-    found = find_hands(depth_mm, intr, cfg, 1)
+    _checked_inputs(depth_mm, intr, cfg)
+    found = _candidates(depth_mm, intr, cfg, 1, spares=False)
     return found[0] if found else None
 
 
@@ -651,16 +671,31 @@ def find_hands(depth_mm: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig = H
                limit: int = 3) -> list[HandDetection]:
     """Up to ``limit`` candidates: :func:`find_hand`'s answer first (when it has one), then
     the other hand-sized objects of the nearest slice, nearest first (a cup or a head about
-    as near as the hand, the other hand), for a caller that can tell a hand from them
-    (``models.estimator``: the one the pose network explains best). Candidates within
-    ``hand_radius_mm`` of an earlier one are dropped. Same arguments and errors as
-    :func:`find_hand`."""
+    as near as the hand, the other hand), then, while there is room, other starting points
+    on those same objects (:func:`_other_seeds`: where an arm's entry was misread, its free
+    end is the elbow or the body, and the hand is elsewhere on the blob). For a caller that
+    can tell a hand from them (``models.estimator``: the one the pose network explains best).
+    Candidates within ``hand_radius_mm`` of an earlier one are dropped; the spare ones have
+    ``method`` "spare". Same arguments and errors as :func:`find_hand`."""
     _checked_inputs(depth_mm, intr, cfg)
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
         raise ValueError(f"limit: expected an int >= 1, got {limit!r}")
+    return _candidates(depth_mm, intr, cfg, int(limit), spares=True)
+
+
+def _candidates(depth_mm: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig, limit: int,
+                spares: bool) -> list[HandDetection]:
+    """:func:`find_hands` on checked inputs; ``spares``: also the other starting points."""
     g = _filled(_sampled_depth(depth_mm, cfg.grid_px, cfg), cfg.continuity_mm)
     found: list[HandDetection] = []
-    for blob in _hand_blobs(g, intr, cfg, int(limit)):
+
+    def add(seeds: list[np.ndarray], coarse: _Points, method: str) -> None:
+        det = _detection(_refine(depth_mm, coarse, intr, seeds, cfg), intr, cfg, method)
+        if det is not None and all(np.linalg.norm(det.com_mm - f.com_mm) > cfg.hand_radius_mm for f in found):
+            found.append(det)
+
+    blobs = []
+    for blob in _hand_blobs(g, intr, cfg, limit):
         # Every sphere of the mean shift lies within hand_radius_mm of the blob.
         near = float(g[blob.rows, blob.cols][blob.mask].min())
         margin = math.ceil(cfg.hand_radius_mm * max(intr.fx, intr.fy)
@@ -668,9 +703,13 @@ def find_hands(depth_mm: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig = H
         box = (slice(max(0, blob.rows.start - margin), blob.rows.stop + margin),
                slice(max(0, blob.cols.start - margin), blob.cols.stop + margin))
         coarse = _box_points(depth_mm, intr, cfg.grid_px, box, cfg, sampled=g)
-        det = _detection(_refine(depth_mm, coarse, intr, _free_end_seeds(g, intr, blob, cfg), cfg), intr, cfg, "detect")
-        if det is not None and all(np.linalg.norm(det.com_mm - f.com_mm) > cfg.hand_radius_mm for f in found):
-            found.append(det)
+        add(_free_end_seeds(g, intr, blob, cfg), coarse, "detect")
+        blobs.append((blob, coarse))
+    for blob, coarse in blobs if spares else ():
+        for seed in _other_seeds(g, intr, blob, cfg) if len(found) < limit else ():
+            if len(found) >= limit:
+                break
+            add([seed], coarse, "spare")
     return found
 
 

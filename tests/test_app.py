@@ -463,7 +463,7 @@ def test_surface_fit_of_a_plane():
 def test_estimator_config_candidates_and_rotations():
     from models.estimator import EstimatorConfig
 
-    assert EstimatorConfig().candidates == 3 and EstimatorConfig().rotations == 4
+    assert EstimatorConfig().candidates == 4 and EstimatorConfig().rotations == 4
     for name in ("candidates", "rotations"):
         for bad in (0, -2, 2.0, True):
             with pytest.raises(ValueError, match=name):

@@ -413,7 +413,8 @@ def test_the_network_tells_an_open_hand_from_a_box(renderer):
         depth = renderer.depth([(verts, renderer.faces), renderer.arm(joints, r),
                                 _box(palm + np.array([150.0, -30.0, -40.0]), 70.0), _wall(900.0)])
         assert _error_mm(find_hand(depth, SR305), joints) > 100.0, pose        # the box
-        assert len(find_hands(depth, SR305)) == 2, pose
+        found = find_hands(depth, SR305)       # the box, the hand's blob, other starting points
+        assert len(found) >= 2 and np.linalg.norm(found[1].com_mm - palm_centre(joints)) < MAX_COM_ERROR_MM, pose
         alone = Estimator(predictor, EstimatorConfig(track=False, candidates=1))(depth, SR305)
         checked = Estimator(predictor, EstimatorConfig(track=False))(depth, SR305)
         assert np.linalg.norm(alone.com_mm - palm_centre(joints)) > 100.0, pose
@@ -487,3 +488,31 @@ def test_sr305_real_frames_through_the_estimators_candidate_check():
         assert e.hand_found, name
         error_px = float(np.hypot(*(project(e.com_mm, intr)[:2] - uv)))
         assert error_px < 25.0, f"{name}: crop centre {error_px:.0f} px from the annotated palm centre"
+
+
+def test_spare_starting_points_find_the_hand_where_the_arms_entry_was_misread():
+    """Four whole validation frames (``data/synth_frames/val`` numbers 746, 823, 957 and 995,
+    depth rounded to mm, in tests/data/handfind_spare_seeds.npz) where the finder's free end
+    is not the hand: its answer lies 150-470 mm from the palm, and before the spare starting
+    points no candidate lay within 60 mm of it. The spares (the blob's nearest part, the ends
+    of its long axis) give one within MAX_COM_ERROR_MM in every frame, and the app's
+    estimator, checking the candidates with the shipped network, keeps it in at least two
+    (three with the step-70,000 model; over all 1000 validation frames the mean went
+    42.4 -> 38.4 mm)."""
+    from models.data import intrinsics_from_arrays
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+    from models.handfind import find_hands
+
+    predictor = load_predictor(Path(__file__).resolve().parents[1] / "models/weights/deephps.onnx", "cpu")
+    kept = 0
+    with np.load(Path(__file__).parent / "data" / "handfind_spare_seeds.npz") as z:
+        for k in range(len(z["index"])):
+            intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+            depth, joints = z[f"depth_mm_{k}"].astype(np.float32), z["joints_mm"][k].astype(np.float64)
+            palm = palm_centre(joints)
+            assert np.linalg.norm(find_hand(depth, intr).com_mm - palm) > 100.0          # mm
+            found = find_hands(depth, intr, limit=4)
+            assert min(np.linalg.norm(f.com_mm - palm) for f in found) < MAX_COM_ERROR_MM, int(z["index"][k])
+            e = Estimator(predictor, EstimatorConfig(track=False))(depth, intr)
+            kept += bool(np.linalg.norm(e.joints_mm - joints, axis=1).mean() < 40.0)      # mm
+    assert kept >= 2, kept
