@@ -356,7 +356,7 @@ class EstimatorConfig:
             raise ValueError(f"EstimatorConfig.hand: expected 'right' or 'left', got {self.hand!r}")
         settled = self.settled_mm
         if isinstance(settled, bool) or not isinstance(settled, (int, float)) or not settled >= 0:
-            raise ValueError(f"EstimatorConfig.settled_mm: expected a number >= 0 (mm), got {self.settled_mm!r}")
+            raise ValueError(f"EstimatorConfig.settled_mm: expected a number >= 0 (mm), got {settled!r}")
         for name in ("candidates", "rotations"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -388,7 +388,7 @@ class Estimator:
         # Crop centre and palm centre of the joints of the last frame, in the network's (mirrored) frame.
         self._previous: np.ndarray | None = None
         self._previous_palm: np.ndarray | None = None
-        self._previous_found: np.ndarray | None = None  # the finder's centre in the frame before, mm
+        self._previous_found: np.ndarray | None = None  # the finder's (or tracker's) centre in the frame before, mm
         self._since_detect = 0
         # The first pass already run on the chosen candidate (_checked_choice), for __call__ to reuse.
         self._checked: _Checked | None = None

@@ -498,9 +498,13 @@ def _free_end_seeds(g: np.ndarray, intr: Intrinsics, blob: _Blob, cfg: HandFinde
         tip = mask & (blob.from_entry >= far - cfg.tip_band_mm / mm_per_px)
         return [_weighted_mean(_selected(sub, tip, intr, cfg.grid_px, box))]
     # No entry: both ends of the principal axis.
-    p = _selected(sub, mask, intr, cfg.grid_px, box)
-    centre = _weighted_mean(p)
-    q = p - centre
+    return _axis_ends(_selected(sub, mask, intr, cfg.grid_px, box), cfg)
+
+
+def _axis_ends(p: np.ndarray, cfg: HandFinderConfig) -> list[np.ndarray]:
+    """Both ends of the long (principal) axis of points ``p`` (N, 3) mm: the mean of the
+    points within ``tip_band_mm`` of each extreme along it."""
+    q = p - _weighted_mean(p)
     _, vecs = np.linalg.eigh(q.T @ q)
     t = q @ vecs[:, -1]
     return [_weighted_mean(p[tt >= float(tt.max()) - cfg.tip_band_mm]) for tt in (t, -t)]
@@ -514,12 +518,7 @@ def _other_seeds(g: np.ndarray, intr: Intrinsics, blob: _Blob, cfg: HandFinderCo
     box = (blob.rows, blob.cols)
     p = _selected(g[box], blob.mask, intr, cfg.grid_px, box)
     nearest = _weighted_mean(p[p[:, 2] <= p[:, 2].min() + cfg.tip_band_mm])
-    if not math.isfinite(blob.protrusion_mm):
-        return [nearest]
-    q = p - _weighted_mean(p)
-    _, vecs = np.linalg.eigh(q.T @ q)
-    t = q @ vecs[:, -1]
-    return [nearest] + [_weighted_mean(p[tt >= float(tt.max()) - cfg.tip_band_mm]) for tt in (t, -t)]
+    return [nearest] + (_axis_ends(p, cfg) if math.isfinite(blob.protrusion_mm) else [])
 
 
 # --------------------------------------------------------------------------- 4. centre of mass
@@ -705,11 +704,15 @@ def _candidates(depth_mm: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig, l
         coarse = _box_points(depth_mm, intr, cfg.grid_px, box, cfg, sampled=g)
         add(_free_end_seeds(g, intr, blob, cfg), coarse, "detect")
         blobs.append((blob, coarse))
-    for blob, coarse in blobs if spares else ():
-        for seed in _other_seeds(g, intr, blob, cfg) if len(found) < limit else ():
+    if not spares:
+        return found
+    for blob, coarse in blobs:
+        if len(found) >= limit:
+            break
+        for seed in _other_seeds(g, intr, blob, cfg):
+            add([seed], coarse, "spare")
             if len(found) >= limit:
                 break
-            add([seed], coarse, "spare")
     return found
 
 
