@@ -2,13 +2,13 @@
 # Re-run every measurement behind the README's results and speed tables for the shipped
 # default model (models/weights/deephps.pt and its .onnx engine), writing docs/results/*.json,
 # docs/success_curves.png, the real-frame pictures and docs/app_viewer.png. Run it after
-# `python -m models.ship ...` with nothing else loading the machine (about 45 min on 2 cores).
+# `python -m models.ship ...` with nothing else loading the machine (25-45 min on 2 cores).
 #
 # Needs the whole-frame splits (README, "Through the app's pipeline"):
 #   python -m models.synth generate --split test --frames 2000 --out data/synth_frames --full-frames
 #   python -m models.synth generate --split val --frames 1000 --out data/synth_frames --full-frames
 # and renders the 600-frame demo into $DEMO600 (default /tmp/demo600) when it is missing.
-# The bench runs write /tmp/bench_r{4,1}_{1,2,3}.json (the README quotes their median);
+# The bench runs write /tmp/bench_{r4,r1,sp,sr305}_{1,2,3}.json (the README quotes their median);
 # the default's median run is copied to docs/results/app_bench_demo.json.
 # Usage: bash scripts/remeasure.sh
 set -euo pipefail
@@ -63,6 +63,11 @@ shutil.copyfile(runs[1], sys.argv[1])
 print(sys.argv[1], "from", runs[1])
 PY
 for i in 1 2 3; do $PY -m app bench --max-frames 1000 --rotations 1 --json "/tmp/bench_r1_$i.json"; done
+for i in 1 2 3; do $PY -m app bench --max-frames 1000 --single-pass --rotations 1 --json "/tmp/bench_sp_$i.json"; done
+for i in 1 2 3; do $PY -m app bench --source sr305 --max-frames 1000 --json "/tmp/bench_sr305_$i.json"; done
+step "speed: the viewer under Xvfb (FPS and draw time), the engine alone"
+for i in 1 2 3; do xvfb-run -a $PY -m app --max-frames 300 --as-fast-as-possible 2>&1 | grep -E "FPS|^draw"; done
+for i in 1 2 3; do $PY -m export bench --weights $M --runs 1000 2>&1 | tail -3; done
 step "success curves of the default and the compared methods (one crop)"
 $PY -m models.evaluate --model $M --model models/weights/compare/*.pt --max-frames 2000 --rotations 1 \
     --curve docs/success_curves.png --json $R/curves_2000.json
