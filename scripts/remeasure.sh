@@ -2,7 +2,7 @@
 # Re-run every measurement behind the README's results and speed tables for the shipped
 # default model (models/weights/deephps.pt and its .onnx engine), writing docs/results/*.json,
 # docs/success_curves.png, the real-frame pictures and docs/app_viewer.png. Run it after
-# `python -m models.ship ...` with nothing else loading the machine (25-45 min on 2 cores).
+# `python -m models.ship ...` with nothing else loading the machine (12-45 min on 2 cores).
 #
 # Needs the whole-frame splits (README, "Through the app's pipeline"):
 #   python -m models.synth generate --split test --frames 2000 --out data/synth_frames --full-frames
