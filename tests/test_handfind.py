@@ -148,7 +148,8 @@ def test_config_validation():
     assert cfg.cube_mm == 250.0 and cfg.slice_mm == 200.0
     assert HandFinderConfig(surface_offset_mm=0.0).surface_offset_mm == 0.0
     for bad in (dict(slice_mm=0.0), dict(max_depth_mm=50.0), dict(min_slice_mm=300.0), dict(grid_px=0),
-                dict(min_area_mm2=1e6), dict(min_core_mm2=2000.0), dict(hand_radius_mm=math.nan), dict(near_percentile=150.0),
+                dict(min_area_mm2=1e6), dict(thin_core_mm2=2000.0),
+                dict(hand_radius_mm=math.nan), dict(near_percentile=150.0),
                 dict(surface_offset_mm=-1.0)):
         with pytest.raises(ValueError):
             HandFinderConfig(**bad)
@@ -522,17 +523,19 @@ def test_a_hand_seen_edge_on_is_a_hand_sized_object():
     """Five whole validation frames (``data/synth_frames/val`` numbers 23, 26, 38, 462 and 834,
     depth rounded to mm, in tests/data/handfind_thin_hands.npz) where the hand is the nearest
     object but seen edge-on: 3-5k mm² of surface whose core (samples with all eight
-    neighbours in the slice) is 900-1100 mm². With a core threshold of 1200 mm² (the finder
-    before) it did not count as an object, and every candidate lay 270-410 mm from the palm,
-    on what was behind it; with ``min_core_mm2`` the finder's first is the hand (within 60
-    mm of the palm), and so is the app's estimate (over all 1000 validation frames the mean
-    went 38.4 -> 36.5 mm)."""
+    neighbours in the slice) is 900-1100 mm². Without thin components (core threshold 1200
+    mm² only, the finder before) it did not count as an object, and every candidate lay
+    270-410 mm from the palm, on what was behind it; now the finder's first is the hand
+    (within 60 mm of the palm), and so is the app's estimate. The scene shrunk into the
+    sensor's minimum range (``test_robustness``) and the SR305 frame with noise at its corner
+    (``test_sr305_real_frames``) check the other side: a thin object too small for a hand,
+    and one that must not take the first place from a hand."""
     from models.data import intrinsics_from_arrays
     from models.estimator import Estimator, EstimatorConfig, load_predictor
     from models.handfind import find_hands
 
     predictor = load_predictor(Path(__file__).resolve().parents[1] / "models/weights/deephps.onnx", "cpu")
-    before = HandFinderConfig(min_core_mm2=1200.0)
+    before = HandFinderConfig(thin_core_mm2=1200.0)  # no thin components
     with np.load(Path(__file__).parent / "data" / "handfind_thin_hands.npz") as z:
         for k in range(len(z["index"])):
             intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
