@@ -68,27 +68,32 @@ box, a head. :func:`models.handfind.find_hands` gives up to ``candidates`` objec
 nearest slice, then other starting points on them (the nearest part of a blob, the ends of its
 long axis: where the arm's entry was misread, the finder's free end is the elbow or the body;
 on the validation frames, in 86 of the 107 whose error was over 50 mm no candidate lay within
-60 mm of the palm before these; they must fit ``SPARE_MARGIN_MM`` better than the finder's
-first; validation mean 42.4 -> 38.4 mm with 4 candidates, step-70,000 model); the network
-runs on each of their crops, and the one whose crop its predicted hand explains best (:func:`surface_fit_mm`) is kept, the finder's first unless
-another is better by more than ``FIT_MARGIN_MM``. On the validation frames
-(``data/synth_frames/val``, 307 of 1000 frames with two or more candidates) this picked an
-object within 60 mm of the palm in 240 of them, against 211 for the finder's first (279 had
-one; a 3 mm margin gave 251, but on a real SR305 frame a corner of the torso at the image
-border fitted 3.4 mm better than the hand, whose real-data fits run a few mm worse than
-synthetic ones: the margin is 5 mm). Measured with ``python -m models.evaluate --detect``: README, "Results". These runs
-count in ``latency_ms["find"]``. With the rotation ensemble on (below), each candidate's crop
-is run turned too, the fit is that of the ensemble's hand, and the score adds the ensemble's
-spread (``SPREAD_WEIGHT`` x how far the four answers lie from their mean, mm): a box or a ball
-is not a hand from any side, and the network's four answers on it disagree (median spread 26
-mm on the validation candidates that were not the hand, 8 mm on hands). There (step-46,000
-model; a candidate within 60 mm of the palm counts as the hand), with the same
-5 mm margin, the right object was picked in 239 of the 251 frames where one was among the
-candidates (213 with the single crop's fit; the finder's first: 187); ``python -m
-models.evaluate --detect`` on those 1000 frames: 49.4 -> 43.4 mm mean, 16.6 -> 13.7 mm median
-(rotations 1 -> 4). A fist and a box still look alike to it. While a hand is tracked, a
-detection more than half a cube from it (``detection_agrees``) is checked the same way against
-the tracked object, which stays unless the detection is clearly more of a hand: the other hand
+60 mm of the palm before these; validation mean 42.4 -> 38.4 mm with 4 candidates,
+step-70,000 model); the network runs on each of their crops, turned too when the rotation
+ensemble is on, and the one :mod:`models.handcheck` rates most likely the hand is kept: a
+logistic score, fitted on the candidates of the 1000 validation frames (``python -m
+models.handcheck --fit``), on how well the predicted hand explains the crop's surface
+(:func:`surface_fit_mm`), how far the ensemble's four answers lie apart (a box or a ball is
+not a hand from any side: median spread 32 mm on the validation candidates that were not the
+hand, 8 mm on hands), how much of the predicted hand lies against free space (a hand is a
+thin object; one the network puts on a table lies on it), how full the crop is, and whether
+the candidate is the finder's own answer or a spare starting point. It replaced hand-set
+margins (another candidate had to fit 5 mm better than the finder's first, a spare 15 mm:
+on a real SR305 frame a corner of the torso fitted 3.4 mm better than the hand, on NYU frame
+1 a spare on the body 12 mm better). Of the validation frames with two or more candidates
+(733, step-70,000 model) it picks one within 60 mm of the palm in 678, the margins did in
+668, the finder's first is one in 591, and 694 have one; on the test frames (1488 of 2000)
+1340, 1327, 1180 and 1388. With single crops (``rotations = 1``, a score fitted without the
+spread): validation 633 against 621 with the margins, test 1270 against 1242. On the real frames it
+keeps the hand in all 20 (SR305 and NYU frame 1, where it rates the hand -3.1 and the body
+-5.2). Measured with ``python -m models.evaluate --detect``: README, "Results". These runs
+count in ``latency_ms["find"]``. Earlier, with the surface fit alone and then with the
+spread added (step-46,000 model), ``python -m models.evaluate --detect`` on those 1000 frames
+went 49.4 -> 43.4 mm mean, 16.6 -> 13.7 mm median (rotations 1 -> 4). A fist and a box
+still look alike to it. While a hand is tracked, a detection more than half a cube from it
+(``detection_agrees``) is checked the same way against the tracked object, which counts as
+the first (the score's ``first`` feature), so it stays unless the detection rates higher
+still: the other hand
 or a cup coming nearer does not take the crop, and a hand that jumped (frames that are not a
 sequence, a dropped stretch of frames) is not lost to the table it left. An object turned down
 is not checked again in the next frame while it stays within ``TURNED_DOWN_MM`` of where it
@@ -310,26 +315,10 @@ def ensemble(joints_rel_mm: np.ndarray, vertices_rel_mm: np.ndarray | None,
     return joints[k:k + 1], None if vertices is None else vertices[k:k + 1], spread
 
 
-#: Another candidate replaces the finder's first only when its surface fit is better by more
-#: than this, mm (validation frames and the real SR305 clip; module docstring, "Which object is
-#: the hand").
-FIT_MARGIN_MM = 5.0
-
-#: How much better than the finder's first a spare starting point (``HandDetection.method``
-#: "spare", :func:`models.handfind.find_hands`) must fit, mm: on NYU frame 1 a spare on the
-#: body fitted 12 mm better than the real hand; on the validation frames a margin of 5-15 mm
-#: keeps the hand in 664-662 of the 731 checked frames (640 without spares).
-SPARE_MARGIN_MM = 15.0
-
 #: While a hand is tracked, a detection within this of the one the check turned down in the
 #: frame before is that object again and is not checked again, mm per frame (module
 #: docstring, "Which object is the hand").
 TURNED_DOWN_MM = 20.0
-
-#: With the rotation ensemble, a candidate's score is its surface fit + this times the
-#: ensemble's spread (both mm; module docstring, "Which object is the hand").
-SPREAD_WEIGHT = 1.0
-
 
 @dataclass(frozen=True)
 class EstimatorConfig:
@@ -395,6 +384,7 @@ class Estimator:
         # Where the last frame's detection was that the check turned down for the tracked hand.
         self._turned_down: np.ndarray | None = None
         self._hand_vertices: np.ndarray | None = None
+        self._check = None  # models.handcheck.HandCheck, loaded on first use
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None
@@ -446,34 +436,45 @@ class Estimator:
             return found[0] if found else None
         return self._checked_choice(depth_mm, intr, found)
 
-    def _checked_choice(self, depth_mm: np.ndarray, intr: Intrinsics, found: list[HandDetection]) -> HandDetection:
-        """Of several objects, the one whose crop the network explains best; the first unless
-        another is better by more than FIT_MARGIN_MM (module docstring, "Which object is the hand")."""
-        self._checked = None
-        if not self._can_check():
-            return found[0]
-        crops = [crop_depth(depth_mm, intr, f.com_mm, self.crop_cfg) for f in found]
+    def candidate_features(self, depth_mm: np.ndarray, intr: Intrinsics, found: HandDetection,
+                           first: bool) -> tuple[np.ndarray, _Checked]:
+        """The network's run on a candidate's crop (with the rotation ensemble when it is on)
+        and that run's :func:`models.handcheck.candidate_features` (first: the finder's own
+        answer or the tracked hand). Needs a predictor with a mesh (``_can_check``)."""
+        from models.handcheck import candidate_features
+
         if self._hand_vertices is None:
             from models.train import hand_vertex_mask
 
             self._hand_vertices = hand_vertex_mask().numpy()
-        runs, scores = [], []
-        for c in crops:
-            # One crop at a time: the app's ONNX engines take batch 1.
-            joints_rel, vertices_rel = self.predictor(c.patch[None, None])
-            spread = 0.0
-            if self.cfg.rotations > 1:
-                joints_rel, vertices_rel, spread = self._turned(c, intr, joints_rel, vertices_rel)
-            hand = vertices_rel[0]
-            if len(self._hand_vertices) == len(hand):
-                hand = hand[self._hand_vertices]
-            runs.append((joints_rel, vertices_rel, spread if self.cfg.rotations > 1 else None))
-            scores.append(surface_fit_mm(c, intr, hand.astype(np.float64) + c.com_mm) + SPREAD_WEIGHT * spread)
-        # The finder's own choice unless another candidate is clearly more of a hand.
-        margins = [SPARE_MARGIN_MM if f.method == "spare" else FIT_MARGIN_MM for f in found]
-        better = [i for i in range(1, len(found)) if scores[i] < scores[0] - margins[i]]
-        b = min(better, key=lambda i: scores[i]) if better else 0
-        self._checked = _Checked(found[b], crops[b], *runs[b])
+        crop = crop_depth(depth_mm, intr, found.com_mm, self.crop_cfg)
+        # One crop at a time: the app's ONNX engines take batch 1.
+        joints_rel, vertices_rel = self.predictor(crop.patch[None, None])
+        spread = None
+        if self.cfg.rotations > 1:
+            joints_rel, vertices_rel, spread = self._turned(crop, intr, joints_rel, vertices_rel)
+        hand = vertices_rel[0]
+        if len(self._hand_vertices) == len(hand):
+            hand = hand[self._hand_vertices]
+        hand = hand.astype(np.float64) + crop.com_mm
+        features = candidate_features(crop, intr, hand, surface_fit_mm(crop, intr, hand), spread or 0.0,
+                                      first, found.method == "spare")
+        return features, _Checked(found, crop, joints_rel, vertices_rel, spread)
+
+    def _checked_choice(self, depth_mm: np.ndarray, intr: Intrinsics, found: list[HandDetection]) -> HandDetection:
+        """Of several objects (the first: the finder's own answer or the tracked hand), the one
+        :mod:`models.handcheck` rates most likely the hand (module docstring, "Which object is
+        the hand")."""
+        self._checked = None
+        if not self._can_check():
+            return found[0]
+        if self._check is None:
+            from models import handcheck
+
+            self._check = handcheck.load(ensemble=self.cfg.rotations > 1)
+        runs = [self.candidate_features(depth_mm, intr, f, first=(k == 0)) for k, f in enumerate(found)]
+        b = int(np.argmax(self._check(np.stack([x for x, _ in runs]))))
+        self._checked = runs[b][1]
         return found[b]
 
     def _turned(self, crop: Crop, intr: Intrinsics, joints_rel: np.ndarray,
