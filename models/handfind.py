@@ -441,7 +441,7 @@ def _hand_blobs(g: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig, limit: i
             # Components about as near as the nearest compete on how far they stick out of
             # where they are attached: a hand at the end of an arm beats a band of the body.
             tied: list[_Blob] = []
-            sure: list[bool] = []  # not thin
+            tied_thick: list[bool] = []  # which of the tied are not thin
             others: list[_Blob] = []
             for j in order:
                 i = int(big[j])
@@ -450,10 +450,10 @@ def _hand_blobs(g: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig, limit: i
                     continue
                 (tied if is_tied else others).append(_blob(g, intr, labels, i, boxes[j], far, cfg))
                 if is_tied:
-                    sure.append(bool(thick[i]))
+                    tied_thick.append(bool(thick[i]))
             if not tied:
                 return []
-            best = max(range(len(tied)), key=lambda t: (sure[t], tied[t].protrusion_mm))
+            best = max(range(len(tied)), key=lambda t: (tied_thick[t], tied[t].protrusion_mm))
             rest = tied[:best] + tied[best + 1:] + others
             return ([_follow_arm(g, intr, tied[best], d_near, cfg)] + rest)[:limit]
     return []
