@@ -320,6 +320,7 @@ def ensemble(joints_rel_mm: np.ndarray, vertices_rel_mm: np.ndarray | None,
 #: docstring, "Which object is the hand").
 TURNED_DOWN_MM = 20.0
 
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """hand: "right" or "left" (mirrored); track: re-centre from the previous joints;
@@ -384,7 +385,7 @@ class Estimator:
         # Where the last frame's detection was that the check turned down for the tracked hand.
         self._turned_down: np.ndarray | None = None
         self._hand_vertices: np.ndarray | None = None
-        self._check = None  # models.handcheck.HandCheck, loaded on first use
+        self._check: Callable[[np.ndarray], np.ndarray] | None = None  # models.handcheck.HandCheck, loaded on first use
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None

@@ -400,8 +400,9 @@ def test_the_network_tells_an_open_hand_from_a_box(renderer):
     """A 70 mm box floating 40 mm nearer than an open hand, beside it: the finder alone takes
     the box (it sticks out of nothing, the hand out of its arm); the app's estimator, with no
     hand tracked, checks both candidates with the shipped network and keeps the hand where
-    it fits clearly better (FIT_MARGIN_MM): in at least two of four open poses (which ones
-    change with the weights; without the check, none). A fist and a box are alike to it."""
+    the learnt score (models.handcheck) rates it higher: in at least two of four open poses
+    (which ones change with the weights; without the check, none). A fist and a box are alike
+    to it."""
     from models.estimator import Estimator, EstimatorConfig, load_predictor
     from models.handfind import find_hands
 
