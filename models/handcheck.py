@@ -6,8 +6,9 @@ keeps the one this score rates highest. Features of one candidate (:func:`candid
 :data:`FEATURES`):
 
 * ``log_fit``: log of :func:`models.estimator.surface_fit_mm` (mm): how far the observed
-  points near the predicted hand lie from its vertices. A hand's crop scores 5-12 mm, a box
-  or a head 8-19: their surfaces are not shaped like one.
+  points near the predicted hand lie from its vertices. Hands score 4.6-10.5 mm (10th-90th
+  percentile on the validation candidates, step-70,000 model), the other objects 9-24: their
+  surfaces are not shaped like one.
 * ``log_spread``: log(1 + the rotation ensemble's spread, mm): the network's four answers on
   the crop turned by 90° steps agree on a hand (median 8 mm on the validation candidates) and
   not on a box or a ball (32 mm). 0 without the ensemble (the same for every candidate, so it
@@ -16,8 +17,9 @@ keeps the one this score rates highest. Features of one candidate (:func:`candid
   one more than ``FREE_MM`` behind the vertex: a hand is a thin object, its silhouette edges
   lie against the background; a hand the network puts on a flat surface (a table, the body)
   lies on it (median 0.27 on hands, 0.08 on the rest).
-* ``filled``: the share of crop pixels with a surface inside the cube: a hand fills a
-  fifth of its cube (median 0.15), a box face or the body more (0.25, 90th percentile 0.63).
+* ``filled``: the share of crop pixels with a surface inside the cube: a hand fills about
+  a seventh of its crop (median 0.15), a box face or the body more (0.25, 90th percentile
+  0.63).
 * ``first``: 1 for the finder's own answer (or the tracked hand), 0 for the others.
 * ``spare``: 1 for a spare starting point (``method`` "spare": the other ends of a blob).
 
@@ -27,7 +29,8 @@ ensemble, one for a single crop (``rotations = 1``), whose spread is 0. Without 
 other features rank differently: a small object the network puts an overhanging hand on has
 as much free space around the hand as a hand (the score fitted with the ensemble, used on
 single crops, took an object more than 150 mm from the palm in 11 of the demo recording's
-first 60 frames, the surface fit alone in none). Both
+first 60 frames, the surface fit with the old margins in none, the single-crop score in
+one). Both
 are fitted by ``python -m models.handcheck --fit`` on the candidates of the 1000 whole
 validation frames (``data/synth_frames/val``, Newton's method, L2 ``L2``) and stored with
 their data and accuracy in ``models/assets/hand_check.json``. Pure functions; only
