@@ -50,7 +50,7 @@ import numpy as np
 from calib import Intrinsics
 from models.crop import BACKGROUND, Crop, uvd_in_crop
 
-__all__ = ["FEATURES", "HandCheck", "candidate_features", "fit_logistic", "load", "main"]
+__all__ = ["ASSET_PATH", "FEATURES", "HandCheck", "candidate_features", "fit_logistic", "load", "main"]
 
 FEATURES = ("log_fit", "log_spread", "free", "filled", "first", "spare")
 

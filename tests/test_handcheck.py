@@ -9,7 +9,7 @@ import pytest
 
 from calib import Intrinsics
 from models.crop import crop_depth
-from models.handcheck import FEATURES, HandCheck, candidate_features, fit_logistic, load
+from models.handcheck import ASSET_PATH, FEATURES, HandCheck, candidate_features, fit_logistic, load
 
 INTR = Intrinsics(500.0, 500.0, 159.5, 119.5, 320, 240, 0.001, name="test")
 
@@ -63,7 +63,7 @@ def test_the_shipped_scores_prefer_what_a_hand_looks_like(tmp_path):
     to a spare starting point, everything else equal; with the ensemble, a larger spread lowers
     it. The file records its data and how often each score's pick was right: better than the
     finder's first on both splits."""
-    record = json.loads((load.__defaults__[0]).read_text())
+    record = json.loads(ASSET_PATH.read_text())
     for ensemble in (True, False):
         check = load(ensemble=ensemble)
         assert isinstance(check, HandCheck)
