@@ -703,8 +703,8 @@ def find_hands(depth_mm: np.ndarray, intr: Intrinsics, cfg: HandFinderConfig = H
     on those same objects (:func:`_other_seeds`: where an arm's entry was misread, its free
     end is the elbow or the body, and the hand is elsewhere on the blob). For a caller that
     can tell a hand from them (``models.estimator``: the one ``models.handcheck`` rates most
-    likely the hand). Candidates within ``hand_radius_mm`` of an earlier one are dropped; the spare ones have
-    ``method`` "spare". Same arguments and errors as :func:`find_hand`."""
+    likely the hand). Candidates within ``hand_radius_mm`` of an earlier one are dropped; the
+    spare ones have ``method`` "spare". Same arguments and errors as :func:`find_hand`."""
     _checked_inputs(depth_mm, intr, cfg)
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
         raise ValueError(f"limit: expected an int >= 1, got {limit!r}")
