@@ -1,0 +1,337 @@
+"""Model fitting: a predicted hand refined against the depth it was predicted from.
+
+    predicted joints ─ IK on the hand layer ─> (θ, α, β) ─ Levenberg-Marquardt on the depth ─> hand
+
+The network regresses a hand from one crop; the hand layer says where that hand's surface
+is, and the crop says where the real surface is. A few Gauss-Newton steps bring them together:
+the generative half of hybrid trackers (Tagliasacchi et al. 2015, Taylor et al. 2016), which
+DeepModel and DeepHPS leave out. The start needs only joints, so the fit refines any method's
+answer (the rotation ensemble's averaged joints included) and always returns a valid hand:
+joints and mesh of the layer, articulations, α and β within their ranges.
+
+1. **Start** (:meth:`HandFitter.start`): the palm (wrist, thumb CMC, four MCPs) of the template
+   rigidly onto the predicted one (Kabsch), then Levenberg-Marquardt on the predicted joints
+   alone (inverse kinematics, α and β free with a weak pull to the template).
+2. **Fit** (:meth:`HandFitter.__call__`), minimising over θ (26), α (6), β (7):
+
+   * data: each observed crop point within ``near_mm`` of the starting hand, to its nearest
+     front-facing surface sample (the mesh's vertices and face centroids): point-to-plane
+     plus ``point_weight`` x point-to-point (point-to-plane alone lets a flat palm slide along
+     itself), Cauchy-weighted with scale ``robust_mm``; points nearest the forearm stub are
+     the arm's and are left out;
+   * prior: the joints stay near the prediction, ``prior_mm`` per coordinate;
+   * shape: α and β stay near their start (``shape_weight``);
+   * limits: articulations, α and β are clamped to their ranges after every step.
+
+   Jacobians by forward differences through the layer's own stages, for the joints and only
+   the vertices that the step's correspondences touch.
+
+Frames and units: camera frame x right, y down, z forward, millimetres; radians. Parameters
+``x`` (B, 39): rotation update ω (3, rad, camera frame: R ← exp(ω) R), the wrist's position
+(3, mm), articulations (20, rad), α (6), β (7); the root rotation R (B, 3, 3) is kept apart.
+Pure math on tensors: no IO.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from calib import Intrinsics
+from models.crop import BACKGROUND, FRONT, Crop, points_from_crop_uvd
+from models.geometry import axis_angle_to_matrix, kabsch
+from models.hand_layer import HandLayer, articulation_rotations, forward_kinematics, scaled_rest, shaped_rest, skin
+from models.joints import NUM_JOINTS, Joint
+from models.nets import ALPHA_RANGE, BETA_RANGE, SIZE_BETA_RANGE
+from models.skeleton import ALPHA_DIM, ARTICULATION, BETA_DIM, BETA_NAMES, NUM_ARTICULATIONS, theta_limits
+
+#: Fitted parameters per hand: ω (3), wrist (3), articulations (20), α (6), β (7).
+NUM_PARAMS = 3 + 3 + NUM_ARTICULATIONS + ALPHA_DIM + BETA_DIM
+_SHAPE = slice(6 + NUM_ARTICULATIONS, NUM_PARAMS)
+#: The template's palm, placed rigidly by the start.
+PALM_JOINTS = (Joint.WRIST, Joint.THUMB_CMC, Joint.INDEX_MCP, Joint.MIDDLE_MCP, Joint.RING_MCP, Joint.LITTLE_MCP)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How the hand is fitted (module docstring). Lengths in mm.
+
+    start_iterations: IK steps on the predicted joints; iterations: steps on the depth;
+    points: observed points per crop (a fixed random subset); near_mm: observed points
+    farther than this from the starting hand are not used; data_mm, prior_mm: the scale of
+    the data and prior residuals (one of that size costs 1); point_weight: the point-to-point
+    share of the data term; robust_mm: Cauchy scale of the data term; shape_weight: cost of a
+    unit change of α or β; damping: Levenberg-Marquardt's λ on diag(JᵀJ); seed: the subset.
+    """
+
+    start_iterations: int = 5
+    iterations: int = 4
+    points: int = 384
+    near_mm: float = 30.0
+    data_mm: float = 3.0
+    prior_mm: float = 12.0
+    point_weight: float = 0.5
+    robust_mm: float = 10.0
+    shape_weight: float = 1.0
+    damping: float = 1e-2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("points", "start_iterations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FitConfig.{name}: expected >= 1, got {getattr(self, name)}")
+        if self.iterations < 0:
+            raise ValueError(f"FitConfig.iterations: expected >= 0, got {self.iterations}")
+        for name in ("near_mm", "data_mm", "prior_mm", "robust_mm"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"FitConfig.{name}: expected > 0 mm, got {getattr(self, name)}")
+
+
+class HandParams(NamedTuple):
+    """Hands in the layer's parameters, float64: rotation (B, 3, 3) camera_from_hand, x (B, 39)
+    (module docstring; ω = 0)."""
+
+    rotation: torch.Tensor
+    x: torch.Tensor
+
+
+class FitResult(NamedTuple):
+    """joints (B, 21, 3), vertices (B, V, 3): mm, camera frame; rotation (B, 3, 3)
+    camera_from_hand; theta (B, 26) (θ[0:3] = 0: ``rotation`` is the root), alpha (B, 6),
+    beta (B, 7); float64."""
+
+    joints: np.ndarray
+    vertices: np.ndarray
+    rotation: np.ndarray
+    theta: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+
+
+class Observed(NamedTuple):
+    """Observed points of B crops: points (B, M, 3) mm, camera frame; valid (B, M) bool."""
+
+    points: torch.Tensor
+    valid: torch.Tensor
+
+
+def observed_points(crops: Sequence[Crop], intrs: Sequence[Intrinsics], count: int, seed: int = 0) -> Observed:
+    """Up to ``count`` points per crop: a random subset of its pixels with a depth inside the
+    cube (not background, not clamped to the front face), back-projected to the camera frame."""
+    if len(crops) != len(intrs):
+        raise ValueError(f"crops and intrs: expected the same length, got {len(crops)} and {len(intrs)}")
+    rng = np.random.default_rng(seed)
+    points = np.zeros((len(crops), count, 3))
+    valid = np.zeros((len(crops), count), bool)
+    for i, (crop, intr) in enumerate(zip(crops, intrs)):
+        patch = np.asarray(crop.patch, np.float32)
+        v, u = np.nonzero((patch > FRONT) & (patch < BACKGROUND))
+        if u.size == 0:
+            continue
+        pick = rng.choice(u.size, size=min(count, u.size), replace=False)
+        uvd = np.stack([u[pick], v[pick], patch[v[pick], u[pick]]], -1).astype(np.float64)
+        points[i, :len(pick)] = points_from_crop_uvd(uvd, crop, intr)
+        valid[i, :len(pick)] = True
+    return Observed(torch.as_tensor(points), torch.as_tensor(valid))
+
+
+def _bounds() -> tuple[torch.Tensor, torch.Tensor]:
+    lo, hi = theta_limits()
+    beta_lo = np.full(BETA_DIM, BETA_RANGE[0])
+    beta_hi = np.full(BETA_DIM, BETA_RANGE[1])
+    size = BETA_NAMES.index("size")
+    beta_lo[size], beta_hi[size] = SIZE_BETA_RANGE
+    lower = np.concatenate([np.full(6, -np.inf), lo[ARTICULATION], np.full(ALPHA_DIM, ALPHA_RANGE[0]), beta_lo])
+    upper = np.concatenate([np.full(6, np.inf), hi[ARTICULATION], np.full(ALPHA_DIM, ALPHA_RANGE[1]), beta_hi])
+    return torch.as_tensor(lower), torch.as_tensor(upper)
+
+
+def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B, V, 3), (F, 3) -> (B, F, 3) unit normals (outward for our mesh's winding)."""
+    f = vertices[:, faces]
+    n = torch.linalg.cross(f[:, :, 1] - f[:, :, 0], f[:, :, 2] - f[:, :, 0])
+    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """(B, V, 3), (F, 3) -> (B, V, 3) unit area-weighted vertex normals."""
+    f = vertices[:, faces]
+    n = torch.linalg.cross(f[:, :, 1] - f[:, :, 0], f[:, :, 2] - f[:, :, 0])
+    out = torch.zeros_like(vertices)
+    for k in range(3):
+        out.index_add_(1, faces[:, k], n)
+    return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _nearest_front(points: torch.Tensor, samples: torch.Tensor,
+                   normals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each point's nearest sample among those facing the camera (normal · position < 0):
+    points (B, M, 3), samples and normals (B, S, 3) -> distance (B, M) mm (inf: none faces
+    the camera) and the sample's index (B, M)."""
+    from scipy.spatial import cKDTree
+
+    dist = torch.full(points.shape[:2], float("inf"), dtype=torch.float64)
+    index = torch.zeros(points.shape[:2], dtype=torch.long)
+    front = ((normals * samples).sum(-1) < 0.0).numpy()
+    for b in range(len(points)):
+        which = np.flatnonzero(front[b])
+        if which.size:
+            d, i = cKDTree(samples[b, which].numpy()).query(points[b].numpy())
+            dist[b], index[b] = torch.as_tensor(d), torch.as_tensor(which[i])
+    return dist, index
+
+
+def _normal_equations(w: torch.Tensor, r: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ w JᵀJ and Σ w Jᵀr over residuals: w, r (B, N), j (B, N, P) -> (B, P, P), (B, P)."""
+    wj = w[..., None] * j
+    return wj.transpose(1, 2) @ j, (wj * r[..., None]).sum(1)
+
+
+class HandFitter:
+    """Fits the hand layer to predicted joints and to crops. Runs on the caller's thread; holds
+    only constants (the layer in float64, the mesh's sample tables)."""
+
+    def __init__(self, cfg: FitConfig = FitConfig(), layer: HandLayer | None = None) -> None:
+        from models.train import hand_vertex_mask
+
+        self.cfg = cfg
+        self.layer = (layer or HandLayer()).double()
+        self.lower, self.upper = _bounds()
+        self.faces = self.layer.faces
+        hand = hand_vertex_mask()
+        v = hand.shape[0]
+        # Surface samples: the V vertices, then the F face centroids, each as 3 corner vertices.
+        self.sample_corners = torch.cat([torch.arange(v)[:, None].repeat(1, 3), self.faces], 0)
+        self.sample_hand = hand[self.sample_corners].all(-1)
+        self.start_shape = torch.cat([torch.ones(ALPHA_DIM), torch.zeros(BETA_DIM)]).double()
+
+    # ----------------------------------------------------------------- the layer, by stages
+
+    def _posed(self, rotation: torch.Tensor, x: torch.Tensor,
+               vertices: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """rotation (N, 3, 3), x (N, 39) -> joints (N, 21, 3) and the given vertices (N, K, 3)
+        (None: no skinning), mm. The forearm stub is not bent (no wrist angles here)."""
+        layer = self.layer
+        n = x.shape[0]
+        theta = torch.cat([x.new_zeros(n, 3), x[:, 3:26]], 1)
+        alpha, beta = x[:, 26:32], x[:, 32:39]
+        joints_rest = layer.rest_joints + (beta @ layer.joint_morphs.reshape(BETA_DIM, -1)).reshape(n, NUM_JOINTS, 3)
+        joints_rest = scaled_rest(alpha, joints_rest, layer.alpha_of_joint)
+        arts = articulation_rotations(theta, layer.first_index, layer.first_axis, layer.second_index, layer.second_axis)
+        root = axis_angle_to_matrix(x[:, 0:3]) @ rotation
+        posed, rest_frames = forward_kinematics(theta, joints_rest, layer.rest_rotations, arts, root)
+        if vertices is None:
+            return posed[..., :3, 3], None
+        _, offsets = shaped_rest(beta, layer.rest_joints, layer.joint_morphs, layer.rest_offsets[vertices],
+                                 layer.offset_morphs[:, vertices])
+        rest_vertices = layer.anchors[vertices] @ joints_rest + offsets
+        verts = skin(posed, rest_frames, posed[:, 0], rest_vertices, layer.weights[vertices])
+        return posed[..., :3, 3], verts
+
+    def _jacobians(self, rotation: torch.Tensor, x: torch.Tensor, vertices: torch.Tensor | None,
+                   eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Joints (B, 21, 3) and, by forward differences, their Jacobian (B, 21, 3, P) and that
+        of the given vertices (B, K, 3, P) (None when ``vertices`` is None)."""
+        b, p = x.shape
+        xs = x[:, None, :].repeat(1, p + 1, 1)
+        xs[:, 1:] += eps * torch.eye(p, dtype=x.dtype)
+        joints, verts = self._posed(rotation.repeat_interleave(p + 1, 0), xs.reshape(-1, p), vertices)
+        joints = joints.reshape(b, p + 1, NUM_JOINTS, 3)
+        jj = ((joints[:, 1:] - joints[:, :1]) / eps).permute(0, 2, 3, 1)
+        if verts is None:
+            return joints[:, 0], jj, None
+        verts = verts.reshape(b, p + 1, -1, 3)
+        return joints[:, 0], jj, ((verts[:, 1:] - verts[:, :1]) / eps).permute(0, 2, 3, 1)
+
+    def _step(self, params: HandParams, h: torch.Tensor, g: torch.Tensor) -> HandParams:
+        """One damped step on JᵀJ = h, Jᵀr = g (the shape pull added here), clamped to the ranges."""
+        x = params.x
+        reg = torch.zeros(NUM_PARAMS, dtype=x.dtype)
+        reg[_SHAPE] = self.cfg.shape_weight
+        h = h + torch.diag_embed(reg.expand(len(x), -1))
+        g = g + reg * (x - torch.cat([x[:, :_SHAPE.start], self._shape_anchor], 1))
+        diag = torch.diagonal(h, dim1=1, dim2=2)
+        h = h + torch.diag_embed(self.cfg.damping * diag + 1e-9)
+        x = x + torch.linalg.solve(h, -g[..., None])[..., 0]
+        x = torch.maximum(torch.minimum(x, self.upper), self.lower)
+        rotation = axis_angle_to_matrix(x[:, 0:3]) @ params.rotation
+        x = torch.cat([torch.zeros_like(x[:, 0:3]), x[:, 3:]], 1)
+        return HandParams(rotation, x)
+
+    def _prior_terms(self, joints: torch.Tensor, jj: torch.Tensor,
+                     target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b = len(joints)
+        w = torch.full((b, NUM_JOINTS * 3), 1.0 / self.cfg.prior_mm ** 2, dtype=torch.float64)
+        return _normal_equations(w, (joints - target).reshape(b, -1), jj.reshape(b, -1, NUM_PARAMS))
+
+    # ----------------------------------------------------------------- public
+
+    @torch.no_grad()
+    def start(self, joints_mm: np.ndarray | torch.Tensor) -> HandParams:
+        """(B, 21, 3) predicted joints (mm, camera frame) -> the layer's hand nearest to them."""
+        target = torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64)
+        if target.ndim != 3 or target.shape[1:] != (NUM_JOINTS, 3):
+            raise ValueError(f"joints_mm: expected (B, {NUM_JOINTS}, 3) mm, got {tuple(target.shape)}")
+        b = len(target)
+        palm = list(map(int, PALM_JOINTS))
+        rest = self.layer.rest_joints[None, palm].expand(b, -1, -1)
+        rotation, t = kabsch(rest, target[:, palm])                  # camera_from_hand
+        x = torch.zeros(b, NUM_PARAMS, dtype=torch.float64)
+        x[:, 3:6] = t + rotation @ self.layer.rest_joints[0]         # the template's wrist, placed
+        rotation = rotation @ self.layer.rest_rotations[0]           # camera_from_wrist-frame
+        x[:, _SHAPE] = self.start_shape
+        params = HandParams(rotation, x)
+        self._shape_anchor = self.start_shape.expand(b, -1)
+        for _ in range(self.cfg.start_iterations):
+            joints, jj, _ = self._jacobians(params.rotation, params.x, None)
+            h, g = self._prior_terms(joints, jj, target)
+            params = self._step(params, h, g)
+        return params
+
+    @torch.no_grad()
+    def __call__(self, crops: Sequence[Crop], intrs: Sequence[Intrinsics],
+                 joints_mm: np.ndarray | torch.Tensor, start: HandParams | None = None) -> FitResult:
+        """Fit B hands to their crops. joints_mm (B, 21, 3): the prediction (mm, camera frame),
+        the prior and, unless ``start`` is given, the start (:meth:`start`)."""
+        cfg = self.cfg
+        target = torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64)
+        params = self.start(target) if start is None else start
+        if len(crops) != len(params.x):
+            raise ValueError(f"crops: expected {len(params.x)} (one per hand), got {len(crops)}")
+        self._shape_anchor = params.x[:, _SHAPE].clone()
+        obs = observed_points(crops, intrs, cfg.points, cfg.seed)
+        b = len(params.x)
+        every = torch.arange(self.layer.num_vertices)
+        _, verts = self._posed(params.rotation, params.x, every)
+        valid = obs.valid & (torch.cdist(obs.points, verts).amin(-1) < cfg.near_mm)
+        rows = torch.arange(b)[:, None]
+        for _ in range(cfg.iterations):
+            _, verts = self._posed(params.rotation, params.x, every)
+            fv = verts[:, self.faces]
+            samples = torch.cat([verts, fv.mean(2)], 1)                          # (B, S, 3)
+            normals = torch.cat([vertex_normals(verts, self.faces), face_normals(verts, self.faces)], 1)
+            dist, k = _nearest_front(obs.points, samples, normals)             # (B, M)
+            use = valid & self.sample_hand[k] & torch.isfinite(dist)
+            corners = self.sample_corners[k]                                     # (B, M, 3)
+            needed, slot = torch.unique(corners[use], return_inverse=True)
+            joints, jj, jv = self._jacobians(params.rotation, params.x, needed)  # jv (B, K, 3, P)
+            h, g = self._prior_terms(joints, jj, target)
+            if needed.numel():
+                local = torch.zeros_like(corners)
+                local[use] = slot
+                js = jv[rows[..., None], local].mean(2)                          # (B, M, 3, P)
+                nk = normals[rows, k]
+                offset = samples[rows, k] - obs.points                           # (B, M, 3)
+                w = use.double() / (1.0 + (dist / cfg.robust_mm) ** 2) / cfg.data_mm ** 2
+                h_plane, g_plane = _normal_equations(w, (offset * nk).sum(-1), (nk[..., None] * js).sum(-2))
+                h_point, g_point = _normal_equations((w * cfg.point_weight).repeat_interleave(3, 1),
+                                                     offset.reshape(b, -1), js.reshape(b, -1, NUM_PARAMS))
+                h, g = h + h_plane + h_point, g + g_plane + g_point
+            params = self._step(params, h, g)
+        joints, verts = self._posed(params.rotation, params.x, every)
+        x = params.x
+        theta = torch.cat([x.new_zeros(b, 3), x[:, 3:26]], 1)
+        return FitResult(joints.numpy(), verts.numpy(), params.rotation.numpy(), theta.numpy(),
+                         x[:, 26:32].numpy(), x[:, 32:39].numpy())
