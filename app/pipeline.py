@@ -35,7 +35,7 @@ import numpy as np
 
 from models.estimator import Estimate, Estimator
 
-STAGES = ("queue", "find", "crop", "network", "refine", "output", "total")
+STAGES = ("queue", "find", "crop", "network", "fit", "refine", "output", "total")
 
 
 class SourceStalled(RuntimeError):
@@ -311,7 +311,7 @@ class Pipeline:
                 self.refiner.reset()
         t_ref = self.clock()
         ms = {"queue": 1e3 * (t_start - frame.arrival_s)}
-        ms.update({k: est.latency_ms.get(k, 0.0) for k in ("find", "crop", "network")})
+        ms.update({k: est.latency_ms.get(k, 0.0) for k in ("find", "crop", "network", "fit")})
         ms["refine"] = 1e3 * (t_ref - t_est)
         if self.outputs.poses is not None:
             ms["output"] = 0.0

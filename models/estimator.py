@@ -125,6 +125,7 @@ import torch
 from calib import Intrinsics, project
 from models.crop import BACKGROUND, FRONT, Crop, CropConfig, crop_depth, points_from_crop_uvd
 from models.data import rotation_warp, warp_patch
+from models.fit import FitConfig, HandFitter
 from models.handfind import HandDetection, HandFinderConfig, detection_agrees, find_hand, find_hands, track_centre
 from models.joints import palm_centre
 from models.losses import invalid_poses
@@ -216,7 +217,7 @@ class Estimate(NamedTuple):
 
     joints_mm (21, 3), joints_uvd (21, 3) (u px, v px, z mm), vertices_mm (V, 3) or None,
     com_mm (3,) the crop centre, crop the :class:`models.crop.Crop` (of the mirrored frame for
-    a left hand), method "detect" / "spare" / "track" / "", latency_ms {"find", "crop", "network", "total"},
+    a left hand), method "detect" / "spare" / "track" / "", latency_ms {"find", "crop", "network", "fit", "total"},
     spread_mm how much the rotation ensemble's answers disagree (their mean joint distance from
     their mean, mm: an uncertainty; on test crops the quarter of frames with the least spread
     erred 13 mm on average, the quarter with the most 24 mm), None without the ensemble.
@@ -329,7 +330,8 @@ class EstimatorConfig:
     candidates: when no hand is tracked, the finder's candidates to check with the network
     (module docstring, "Which object is the hand"; 1: take the finder's first); rotations: the
     last pass's crop is also run turned, and the results averaged (module docstring,
-    "Rotation ensemble"; 1: the crop alone)."""
+    "Rotation ensemble"; 1: the crop alone); fit: the hand layer fitted to the last crop's
+    depth, starting from the network's answer (``models.fit``; ``fitting`` its settings)."""
 
     hand: str = "right"
     track: bool = True
@@ -340,6 +342,8 @@ class EstimatorConfig:
     candidates: int = 4      # objects checked with the network when no hand is tracked (module docstring)
     rotations: int = 4       # turned copies of the last crop, the crop included (module docstring)
     finder: HandFinderConfig = field(default_factory=HandFinderConfig)
+    fit: bool = False        # fit the hand layer to the last crop's depth (models.fit)
+    fitting: FitConfig = field(default_factory=FitConfig)
 
     def __post_init__(self) -> None:
         if self.hand not in ("right", "left"):
@@ -386,6 +390,7 @@ class Estimator:
         self._turned_down: np.ndarray | None = None
         self._hand_vertices: np.ndarray | None = None
         self._check: Callable[[np.ndarray], np.ndarray] | None = None  # models.handcheck.HandCheck, loaded on first use
+        self._fitter = HandFitter(self.cfg.fitting) if self.cfg.fit else None
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None
@@ -515,7 +520,7 @@ class Estimator:
         t1 = self.clock()
         if found is None:
             self._previous = self._previous_palm = self._previous_found = None
-            ms = {"find": 1e3 * (t1 - t0), "crop": 0.0, "network": 0.0, "total": 1e3 * (t1 - t0)}
+            ms = {"find": 1e3 * (t1 - t0), "crop": 0.0, "network": 0.0, "fit": 0.0, "total": 1e3 * (t1 - t0)}
             return Estimate(False, None, None, None, None, None, "", ms)
         t2 = self.clock()
         carried = None
@@ -541,6 +546,11 @@ class Estimator:
         joints = joints_rel[0].astype(np.float64) + crop.com_mm
         vertices = None if vertices_rel is None else vertices_rel[0].astype(np.float64) + crop.com_mm
         t3 = self.clock()
+        if self._fitter is not None:
+            fitted = self._fitter([crop], [intr], joints[None])
+            joints = fitted.joints[0]
+            vertices = None if vertices is None else fitted.vertices[0]
+        t4 = self.clock()
         self._previous, self._previous_palm = crop.com_mm, palm_centre(joints)
         self._previous_found = found.com_mm
         com = crop.com_mm
@@ -550,5 +560,5 @@ class Estimator:
             intr = mirror_intrinsics(intr)  # back to the real camera
         uvd = project(joints, intr)
         ms = {"find": 1e3 * (t1 - t0), "crop": 1e3 * (t2 - t1), "network": 1e3 * (t3 - t2),
-              "total": 1e3 * (self.clock() - t0)}
+              "fit": 1e3 * (t4 - t3), "total": 1e3 * (self.clock() - t0)}
         return Estimate(True, joints, uvd, vertices, com, crop, found.method, ms, spread)

@@ -52,6 +52,7 @@ import torch
 
 from models.data import intrinsics_from_arrays, shard_paths
 from models.estimator import Estimator, EstimatorConfig, ensemble, load_predictor, recrop_centre, turned_patches
+from models.fit import HandFitter
 from models.hand_layer import HandLayer
 from models.joints import CONNECTIONS, JOINT_NAMES, get_layout
 from models.losses import ANGLE_MARGIN_DEG, invalid_poses
@@ -122,7 +123,8 @@ def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None
 
 
 def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = None, batch: int = 250,
-                   with_vertices: bool = True, recrop: bool = False, rotations: int = 1) -> Predictions:
+                   with_vertices: bool = True, recrop: bool = False, rotations: int = 1,
+                   fit: bool = False) -> Predictions:
     """Run ``predictor`` on the crops of a shard directory, a shard or the fixed test subset
     (any .npz with patch, com_mm, joints_mm, theta, alpha, beta, wrist), in file order.
 
@@ -132,8 +134,10 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
     rotations: the app's rotation ensemble on the last crop (``models.estimator``, "Rotation
     ensemble"; 1: the crop alone, the network's own accuracy). It needs each frame's camera
     (intrinsics, distortion, coeffs).
+    fit: the hand layer fitted to the last crop, as the app's ``--fit`` (``models.fit``).
     """
     layer = HandLayer()
+    fitter = HandFitter(EstimatorConfig().fitting) if fit else None
     joints, labels, verts, label_verts = [], [], [], []
     n, t = 0, 0.0
     paths = [Path(split)] if Path(split).is_file() else shard_paths(split)
@@ -143,7 +147,7 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
             if recrop and "frame" not in f.files:
                 raise ValueError(f"{path}: no whole frames to crop again (write them with "
                                  "`python -m models.synth generate --full-frames`, or evaluate one pass)")
-            camera = ("intrinsics", "distortion", "coeffs") if recrop or rotations > 1 else ()
+            camera = ("intrinsics", "distortion", "coeffs") if recrop or rotations > 1 or fit else ()
             z = {k: f[k] for k in keys + camera + (("frame",) if recrop else ())}
         count = len(z["patch"]) if max_frames is None else min(len(z["patch"]), max_frames - n)
         for i in range(0, count, batch):
@@ -156,6 +160,8 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
                 j, v, com, patch = _second_pass(predictor, z, sl, j + com)
             if rotations > 1:
                 j, v = _turned_batch(predictor, z, sl, patch, com[:, 0], j, v, rotations)
+            if fitter is not None:
+                j, v = _fitted_batch(fitter, predictor.crop, z, sl, patch, com[:, 0], j, v)
             t += time.perf_counter() - t0
             joints.append(j + com)
             labels.append(z["joints_mm"][sl].astype(np.float64))
@@ -237,9 +243,28 @@ def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: 
             None if out[0][1] is None else np.concatenate([o[1] for o in out]))
 
 
+def _fitted_batch(fitter: HandFitter, crop_cfg: Any, z: dict[str, np.ndarray], sl: slice, patches: np.ndarray,
+                  com: np.ndarray, joints: np.ndarray, vertices: np.ndarray | None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The Estimator's fit on a batch of shard frames' last crops (patches (B, 1, S, S) around
+    com (B, 3), cut with ``crop_cfg``): joints and vertices (None stays None) relative to com,
+    as the predictor gives them."""
+    from models.crop import Crop, crop_window
+
+    crops, intrs = [], []
+    for b, k in enumerate(range(sl.start, sl.stop)):
+        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
+        crops.append(Crop(patches[b, 0], com[b], crop_window(com[b], intr, crop_cfg), crop_cfg.cube_mm))
+        intrs.append(intr)
+    fitted = [fitter(crops[i:i + 32], intrs[i:i + 32], joints[i:i + 32] + com[i:i + 32, None])
+              for i in range(0, len(crops), 32)]   # 32 at a time: the Jacobians grow with the batch
+    j = np.concatenate([f.joints for f in fitted]) - com[:, None]
+    return j, None if vertices is None else np.concatenate([f.vertices for f in fitted]) - com[:, None]
+
+
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
                   recrop: bool = True, candidates: int = EstimatorConfig.candidates,
-                  rotations: int = EstimatorConfig.rotations
+                  rotations: int = EstimatorConfig.rotations, fit: bool = False
                   ) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
@@ -247,7 +272,8 @@ def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = No
     :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
     no hand is found are failures, as for recordings) and each frame's view (N,) int8
     (``models.sampling.View``). candidates, rotations: ``EstimatorConfig``'s."""
-    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, rotations=rotations))
+    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, rotations=rotations,
+                                               fit=fit))
     layer = HandLayer()
     joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
     n, t = 0, 0.0
@@ -293,9 +319,10 @@ def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
                    max_frames: int | None = None, recrop: bool = True, candidates: int = EstimatorConfig.candidates,
-                   rotations: int = EstimatorConfig.rotations) -> Predictions:
-    """Run the full pipeline (find, crop, network) on labelled :class:`sources.Frame` s, as the app does."""
-    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, rotations=rotations))
+                   rotations: int = EstimatorConfig.rotations, fit: bool = False) -> Predictions:
+    """Run the full pipeline (find, crop, network[, fit]) on labelled :class:`sources.Frame` s, as the app does."""
+    est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, rotations=rotations,
+                                               fit=fit))
     joints, labels, found = [], [], []
     layout = None
     t0 = time.perf_counter()
@@ -371,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the last crop is also run turned by 360/N degree steps and the results averaged, as the "
                          "app does (models.estimator, 'Rotation ensemble'; 1: the crop alone, the network's own "
                          "accuracy)")
+    ap.add_argument("--fit", action="store_true",
+                    help="fit the hand model to the last crop's depth, as the app's --fit (models.fit)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
@@ -399,21 +428,23 @@ def main(argv: list[str] | None = None) -> int:
             views = None
             if is_shards and a.detect:
                 pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop, candidates=a.candidates,
-                                            rotations=a.rotations)
+                                            rotations=a.rotations, fit=a.fit)
             elif is_shards:
-                pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop, rotations=a.rotations)
+                pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop, rotations=a.rotations,
+                                      fit=a.fit)
             else:
                 from sources import open_source
 
                 with open_source(a.data, labels=a.labels) as src:
                     pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=recrop,
-                                          candidates=a.candidates, rotations=a.rotations)
+                                          candidates=a.candidates, rotations=a.rotations, fit=a.fit)
         except (FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {model}: {exc}", file=sys.stderr)
             return 2
         r = summary_record(pred, hand_vertex_mask().numpy())
         r["passes"] = 2 if recrop else 1
         r["rotations"] = a.rotations
+        r["fit"] = a.fit
         if not is_shards or a.detect:
             r["candidates"] = a.candidates
         if views is not None:
