@@ -120,12 +120,16 @@ class ResBlock(nn.Module):
         self.bn1 = norm(cout)
         self.conv2 = conv(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = norm(cout)
-        self.skip = (nn.Sequential(conv(cin, cout, 1, stride, bias=False), norm(cout))
+        # The projection: a 1x1 convolution of every stride-th sample, written as the slice and a
+        # stride-1 convolution (the same numbers and weights as a strided 1x1 convolution, whose
+        # channels-last backward crashes oneDNN on AVX-512 CPUs in torch 2.13: SIGABRT/SIGSEGV).
+        self.skip = (nn.Sequential(conv(cin, cout, 1, 1, bias=False), norm(cout))
                      if stride != 1 or cin != cout else nn.Identity())
+        self.skip_step = (slice(None, None, stride),) * dims if stride != 1 else ()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(y)) + self.skip(x))
+        return F.relu(self.bn2(self.conv2(y)) + self.skip(x[(..., *self.skip_step)]))
 
 
 class Backbone2D(nn.Module):
