@@ -1,10 +1,10 @@
 """The default model on real sensors, as a picture: ``python -m app.real_pictures``.
 
     python -m app.real_pictures [--model models/weights/deephps.onnx] [--out docs/real_frames.png]
-                                [--nyu ../shared/data/nyu_sample]
+                                [--nyu ../shared/data/nyu_sample] [--fit]
 
 Runs the app's pipeline (``models.estimator``: find the hand, crop, network; no temporal
-refinement, every frame on its own) on the real RealSense SR305 clip that ships with the app
+refinement, every frame on its own; ``--fit``: with the model fit) on the real RealSense SR305 clip that ships with the app
 (19 frames, MIT) and, when the folder is given and present, on NYU test frame 1 with its
 labels (academic use only: read from ../shared, never copied into the project). Each tile is
 the region around the hand with the predicted skeleton (finger colours as in the viewer) and,
@@ -64,13 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("docs/real_frames.png"))
     ap.add_argument("--nyu", type=Path, default=Path("../shared/data/nyu_sample"))
     ap.add_argument("--columns", type=int, default=5)
+    ap.add_argument("--fit", action="store_true", help="the app's --fit: the hand model fitted to the depth")
     a = ap.parse_args(argv)
+    cfg = EstimatorConfig(track=False, fit=a.fit)
     predictor = load_predictor(a.model, "cpu")
     tiles = []
     if a.nyu.is_dir():
         with open_source(f"nyu:{a.nyu}") as src:
             for f in src:
-                est = Estimator(predictor, EstimatorConfig(track=False))(f.depth_mm, f.intrinsics)
+                est = Estimator(predictor, cfg)(f.depth_mm, f.intrinsics)
                 uv = project(f.labels.xyz_mm, f.intrinsics)[:, :2] if f.labels is not None else None
                 err = ""
                 if f.labels is not None and est.hand_found:
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 tiles.append(tile(f.depth_mm, f.intrinsics, est, uv, f"NYU frame 1{err}"))
     with open_source(str(SR305_SOURCE)) as src:
         for k, f in enumerate(src):
-            est = Estimator(predictor, EstimatorConfig(track=False))(f.depth_mm, f.intrinsics)
+            est = Estimator(predictor, cfg)(f.depth_mm, f.intrinsics)
             tiles.append(tile(f.depth_mm, f.intrinsics, est, None, f"SR305 #{k}" + ("" if est.hand_found else " no hand")))
     cols = a.columns
     while len(tiles) % cols:

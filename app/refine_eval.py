@@ -1,10 +1,10 @@
 """Temporal refinement on a labelled recording: ``python -m app.refine_eval``.
 
-    python -m app.refine_eval [--source demo] [--labels PATH] [--model PATH] [--json OUT]
+    python -m app.refine_eval [--source demo] [--labels PATH] [--model PATH] [--fit] [--json OUT]
 
-Runs the app's estimator (hand finding, crop, network; ``models.estimator``) over every frame
-of a labelled source (default: the shipped demo recording and its labels), then replays the
-network's joints through the temporal refinement with each stage off and on
+Runs the app's estimator (hand finding, crop, network, with ``--fit`` the model fit;
+``models.estimator``) over every frame of a labelled source (default: the shipped demo
+recording and its labels), then replays the estimator's joints through the temporal refinement with each stage off and on
 (``app.refine.evaluate_refinement``: off, hierarchical refinement only, One Euro only, both) and
 prints the mean joint error (mm) and the jitter (mean acceleration, mm/frame²) and acceleration
 error against the labels of each. Frames without a hand or without labels are skipped (the
@@ -23,20 +23,21 @@ import numpy as np
 def main(argv: list[str] | None = None) -> int:
     from app.__main__ import resolve_source
     from app.refine import evaluate_refinement
-    from models.estimator import Estimator, load_predictor
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
     from sources import open_source
 
     ap = argparse.ArgumentParser(prog="python -m app.refine_eval", description=__doc__.split("\n")[0])
     ap.add_argument("--source", default="demo")
     ap.add_argument("--labels", default=None, help="labels .jsonl (default: beside the demo recording)")
     ap.add_argument("--model", type=Path, default=Path("models/weights/deephps.onnx"))
+    ap.add_argument("--fit", action="store_true", help="the app's --fit: the hand model fitted to the depth")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     spec = resolve_source(a.source)
     labels = a.labels
     if labels is None and spec.endswith(".db3"):
         labels = str(Path(spec).with_name(Path(spec).stem + ".labels.jsonl"))
-    est = Estimator(load_predictor(a.model, "cpu"))
+    est = Estimator(load_predictor(a.model, "cpu"), EstimatorConfig(fit=a.fit))
     pred, lab, depth, stamps = [], [], [], []
     intr = None
     with open_source(spec, labels=labels) as src:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: fewer than 3 labelled frames with a hand", file=sys.stderr)
         return 2
     r = evaluate_refinement(np.array(pred), np.array(lab), depth, intr, np.array(stamps))
-    print(f"{len(pred)} frames of {spec}; model {a.model}")
+    print(f"{len(pred)} frames of {spec}; model {a.model}{' + fit' if a.fit else ''}")
     print(f"{'mode':<10}{'error mm':>10}{'jitter':>10}{'accel err':>11}{'ms/frame':>10}")
     for mode, v in r.items():
         if mode == "labels":

@@ -148,21 +148,16 @@ def _bounds() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(lower), torch.as_tensor(upper)
 
 
-def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(B, V, 3), (F, 3) -> (B, F, 3) unit normals (outward for our mesh's winding)."""
+def mesh_normals(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, V, 3), (F, 3) -> unit vertex normals (B, V, 3) (area-weighted) and face normals
+    (B, F, 3); outward for our mesh's winding."""
     f = vertices[:, faces]
-    n = torch.linalg.cross(f[:, :, 1] - f[:, :, 0], f[:, :, 2] - f[:, :, 0])
-    return n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """(B, V, 3), (F, 3) -> (B, V, 3) unit area-weighted vertex normals."""
-    f = vertices[:, faces]
-    n = torch.linalg.cross(f[:, :, 1] - f[:, :, 0], f[:, :, 2] - f[:, :, 0])
-    out = torch.zeros_like(vertices)
+    n = torch.linalg.cross(f[:, :, 1] - f[:, :, 0], f[:, :, 2] - f[:, :, 0])   # twice the area
+    per_vertex = torch.zeros_like(vertices)
     for k in range(3):
-        out.index_add_(1, faces[:, k], n)
-    return out / out.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        per_vertex.index_add_(1, faces[:, k], n)
+    return (per_vertex / per_vertex.norm(dim=-1, keepdim=True).clamp_min(1e-12),
+            n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12))
 
 
 def _nearest_front(points: torch.Tensor, samples: torch.Tensor,
@@ -245,13 +240,14 @@ class HandFitter:
         verts = verts.reshape(b, p + 1, -1, 3)
         return joints[:, 0], jj, ((verts[:, 1:] - verts[:, :1]) / eps).permute(0, 2, 3, 1)
 
-    def _step(self, params: HandParams, h: torch.Tensor, g: torch.Tensor) -> HandParams:
-        """One damped step on JᵀJ = h, Jᵀr = g (the shape pull added here), clamped to the ranges."""
+    def _step(self, params: HandParams, h: torch.Tensor, g: torch.Tensor, shape_anchor: torch.Tensor) -> HandParams:
+        """One damped step on JᵀJ = h, Jᵀr = g, plus the pull of α, β towards ``shape_anchor``
+        (B, 13), clamped to the ranges."""
         x = params.x
         reg = torch.zeros(NUM_PARAMS, dtype=x.dtype)
         reg[_SHAPE] = self.cfg.shape_weight
         h = h + torch.diag_embed(reg.expand(len(x), -1))
-        g = g + reg * (x - torch.cat([x[:, :_SHAPE.start], self._shape_anchor], 1))
+        g = g + reg * (x - torch.cat([x[:, :_SHAPE.start], shape_anchor], 1))
         diag = torch.diagonal(h, dim1=1, dim2=2)
         h = h + torch.diag_embed(self.cfg.damping * diag + 1e-9)
         x = x + torch.linalg.solve(h, -g[..., None])[..., 0]
@@ -283,11 +279,11 @@ class HandFitter:
         rotation = rotation @ self.layer.rest_rotations[0]           # camera_from_wrist-frame
         x[:, _SHAPE] = self.start_shape
         params = HandParams(rotation, x)
-        self._shape_anchor = self.start_shape.expand(b, -1)
+        template = self.start_shape.expand(b, -1)
         for _ in range(self.cfg.start_iterations):
             joints, jj, _ = self._jacobians(params.rotation, params.x, None)
             h, g = self._prior_terms(joints, jj, target)
-            params = self._step(params, h, g)
+            params = self._step(params, h, g, template)
         return params
 
     @torch.no_grad()
@@ -300,7 +296,7 @@ class HandFitter:
         params = self.start(target) if start is None else start
         if len(crops) != len(params.x):
             raise ValueError(f"crops: expected {len(params.x)} (one per hand), got {len(crops)}")
-        self._shape_anchor = params.x[:, _SHAPE].clone()
+        shape_anchor = params.x[:, _SHAPE].clone()
         obs = observed_points(crops, intrs, cfg.points, cfg.seed)
         b = len(params.x)
         every = torch.arange(self.layer.num_vertices)
@@ -311,7 +307,7 @@ class HandFitter:
             _, verts = self._posed(params.rotation, params.x, every)
             fv = verts[:, self.faces]
             samples = torch.cat([verts, fv.mean(2)], 1)                          # (B, S, 3)
-            normals = torch.cat([vertex_normals(verts, self.faces), face_normals(verts, self.faces)], 1)
+            normals = torch.cat(mesh_normals(verts, self.faces), 1)
             dist, k = _nearest_front(obs.points, samples, normals)             # (B, M)
             use = valid & self.sample_hand[k] & torch.isfinite(dist)
             corners = self.sample_corners[k]                                     # (B, M, 3)
@@ -329,7 +325,7 @@ class HandFitter:
                 h_point, g_point = _normal_equations((w * cfg.point_weight).repeat_interleave(3, 1),
                                                      offset.reshape(b, -1), js.reshape(b, -1, NUM_PARAMS))
                 h, g = h + h_plane + h_point, g + g_plane + g_point
-            params = self._step(params, h, g)
+            params = self._step(params, h, g, shape_anchor)
         joints, verts = self._posed(params.rotation, params.x, every)
         x = params.x
         theta = torch.cat([x.new_zeros(b, 3), x[:, 3:26]], 1)
