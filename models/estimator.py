@@ -110,6 +110,12 @@ crops with the step-46,000 model the joint error went 20.6 -> 18.2 mm (2 turns 1
 (0.5 % of those frames: the members disagreed on which way a finger bends) is replaced by the
 member nearest to it, so no invalid pose is made. It costs three more network runs, counted in
 ``latency_ms["network"]``; ``rotations = 1`` turns it off. Measured: README, "Results".
+
+Model fit (``fit``, off by default; the app's ``--fit``). The last crop's answer (the
+ensemble's, where it ran) is the start and the prior of :class:`models.fit.HandFitter`, which
+fits the hand layer to the crop's depth; its joints and mesh are the frame's result and the
+next frame is tracked from them. Counted in ``latency_ms["fit"]``. Measured: README, "Model
+fitting".
 """
 from __future__ import annotations
 

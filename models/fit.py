@@ -23,8 +23,8 @@ joints and mesh of the layer, articulations, α and β within their ranges.
    * shape: α and β stay near their start (``shape_weight``);
    * limits: articulations, α and β are clamped to their ranges after every step.
 
-   Jacobians by forward differences through the layer's own stages, for the joints and only
-   the vertices that the step's correspondences touch.
+   The pose columns of the Jacobian are in closed form (:meth:`HandFitter._jacobians`), the
+   shape columns by forward differences through the layer's own stages; one layer call per step.
 
 Frames and units: camera frame x right, y down, z forward, millimetres; radians. Parameters
 ``x`` (B, 39): rotation update ω (3, rad, camera frame: R ← exp(ω) R), the wrist's position
