@@ -3,10 +3,11 @@
     python -m app.real_pictures [--model models/weights/deephps.onnx] [--out docs/real_frames.png]
                                 [--nyu ../shared/data/nyu_sample] [--fit]
 
-Runs the app's pipeline (``models.estimator``: find the hand, crop, network; no temporal
-refinement, every frame on its own; ``--fit``: with the model fit) on the real RealSense SR305 clip that ships with the app
-(19 frames, MIT) and, when the folder is given and present, on NYU test frame 1 with its
-labels (academic use only: read from ../shared, never copied into the project). Each tile is
+Runs the app's pipeline (``models.estimator``: find the hand, crop, network, with ``--fit`` the
+model fit; no temporal refinement, every frame on its own) on the real RealSense SR305 clip
+that ships with the app (19 frames, MIT) and, when the folder is given and present, on NYU
+test frame 1 with its labels (academic use only: read from ../shared, never copied into the
+project). Each tile is
 the region around the hand with the predicted skeleton (finger colours as in the viewer) and,
 for NYU, the 14 labelled points in white. The mean error on NYU frame 1 is printed.
 """

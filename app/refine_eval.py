@@ -4,10 +4,10 @@
 
 Runs the app's estimator (hand finding, crop, network, with ``--fit`` the model fit;
 ``models.estimator``) over every frame of a labelled source (default: the shipped demo
-recording and its labels), then replays the estimator's joints through the temporal refinement with each stage off and on
-(``app.refine.evaluate_refinement``: off, hierarchical refinement only, One Euro only, both) and
-prints the mean joint error (mm) and the jitter (mean acceleration, mm/frame²) and acceleration
-error against the labels of each. Frames without a hand or without labels are skipped (the
+recording and its labels), then replays the estimator's joints through the temporal
+refinement with each stage off and on (``app.refine.evaluate_refinement``: off, hierarchical
+refinement only, One Euro only, both) and prints the mean joint error (mm) and the jitter
+(mean acceleration, mm/frame²) and acceleration error against the labels of each. Frames without a hand or without labels are skipped (the
 sequence is cut there; the demo has a hand in every frame).
 """
 from __future__ import annotations

@@ -20,7 +20,8 @@ its own (no tracking), instead of using the generator's crops, and reports each 
 (third-person, head-mounted) as well; ``--candidates N`` sets how many of the finder's objects
 the network checks (``models.estimator``, "Which object is the hand"). The last crop of every
 frame is also run turned, as in the app (``models.estimator``, "Rotation ensemble"), on every
-kind of data; ``--rotations 1`` measures the network on the crop alone.
+kind of data; ``--rotations 1`` measures the network on the crop alone. ``--fit`` fits the hand
+model to the last crop's depth as the app's ``--fit`` does (``models.fit``), on every kind of data.
 
 Metrics (mm, camera frame; ``models.metrics``):
 
@@ -50,6 +51,8 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 import torch
 
+from calib import Intrinsics
+from models.crop import Crop, CropConfig, crop_depth, crop_window
 from models.data import intrinsics_from_arrays, shard_paths
 from models.estimator import Estimator, EstimatorConfig, ensemble, load_predictor, recrop_centre, turned_patches
 from models.fit import HandFitter
@@ -197,8 +200,6 @@ def _second_pass(predictor: Any, z: dict[str, np.ndarray], sl: slice, first_join
     """The Estimator's second pass on a batch of shard frames: (joints, vertices) relative to
     the new centres, the centres (B, 1, 3) and the patches (B, 1, S, S); frames whose palm is
     not trusted keep the first."""
-    from models.crop import crop_depth
-
     cfg = predictor.crop
     first_com = z["com_mm"][sl].astype(np.float64)
     com = first_com.copy()
@@ -222,13 +223,8 @@ def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: 
     """The Estimator's rotation ensemble on a batch of shard frames' last crops (patches (B, 1,
     S, S) around com (B, 3), whose own runs gave ``joints`` / ``vertices``), the turned copies
     of all frames through the predictor at once."""
-    from models.crop import Crop, crop_window
-
-    cfg = predictor.crop
     turned, frames_r = [], []
-    for b, k in enumerate(range(sl.start, sl.stop)):
-        intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
-        crop = Crop(patches[b, 0], com[b], crop_window(com[b], intr, cfg), cfg.cube_mm)
+    for crop, intr in zip(*_shard_crops(predictor.crop, z, sl, patches, com)):
         p, r = turned_patches(crop, intr, rotations)
         turned.append(p[1:])
         frames_r.append(r)
@@ -243,23 +239,29 @@ def _turned_batch(predictor: Any, z: dict[str, np.ndarray], sl: slice, patches: 
             None if out[0][1] is None else np.concatenate([o[1] for o in out]))
 
 
-def _fitted_batch(fitter: HandFitter, crop_cfg: Any, z: dict[str, np.ndarray], sl: slice, patches: np.ndarray,
-                  com: np.ndarray, joints: np.ndarray, vertices: np.ndarray | None
+def _fitted_batch(fitter: HandFitter, crop_cfg: CropConfig, z: dict[str, np.ndarray], sl: slice,
+                  patches: np.ndarray, com: np.ndarray, joints: np.ndarray, vertices: np.ndarray | None
                   ) -> tuple[np.ndarray, np.ndarray | None]:
     """The Estimator's fit on a batch of shard frames' last crops (patches (B, 1, S, S) around
     com (B, 3), cut with ``crop_cfg``): joints and vertices (None stays None) relative to com,
     as the predictor gives them."""
-    from models.crop import Crop, crop_window
+    crops, intrs = _shard_crops(crop_cfg, z, sl, patches, com)
+    fitted = [fitter(crops[i:i + 32], intrs[i:i + 32], joints[i:i + 32] + com[i:i + 32, None])
+              for i in range(0, len(crops), 32)]   # 32 at a time: the Jacobians grow with the batch
+    j = np.concatenate([f.joints for f in fitted]) - com[:, None]
+    return j, None if vertices is None else np.concatenate([f.vertices for f in fitted]) - com[:, None]
 
+
+def _shard_crops(crop_cfg: CropConfig, z: dict[str, np.ndarray], sl: slice, patches: np.ndarray,
+                 com: np.ndarray) -> tuple[list[Crop], list[Intrinsics]]:
+    """Shard frames ``sl`` as the crops (patches (B, 1, S, S) around com (B, 3), cut with
+    ``crop_cfg``) and cameras the Estimator would have."""
     crops, intrs = [], []
     for b, k in enumerate(range(sl.start, sl.stop)):
         intr = intrinsics_from_arrays(z["intrinsics"][k], z["distortion"][k], z["coeffs"][k])
         crops.append(Crop(patches[b, 0], com[b], crop_window(com[b], intr, crop_cfg), crop_cfg.cube_mm))
         intrs.append(intr)
-    fitted = [fitter(crops[i:i + 32], intrs[i:i + 32], joints[i:i + 32] + com[i:i + 32, None])
-              for i in range(0, len(crops), 32)]   # 32 at a time: the Jacobians grow with the batch
-    j = np.concatenate([f.joints for f in fitted]) - com[:, None]
-    return j, None if vertices is None else np.concatenate([f.vertices for f in fitted]) - com[:, None]
+    return crops, intrs
 
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
