@@ -131,7 +131,7 @@ import torch
 from calib import Intrinsics, project
 from models.crop import BACKGROUND, FRONT, Crop, CropConfig, crop_depth, points_from_crop_uvd
 from models.data import rotation_warp, warp_patch
-from models.fit import FitConfig, HandFitter
+from models.fit import FitConfig, FitResult, HandFitter
 from models.handfind import HandDetection, HandFinderConfig, detection_agrees, find_hand, find_hands, track_centre
 from models.joints import palm_centre
 from models.losses import invalid_poses
@@ -397,6 +397,7 @@ class Estimator:
         self._hand_vertices: np.ndarray | None = None
         self._check: Callable[[np.ndarray], np.ndarray] | None = None  # models.handcheck.HandCheck, loaded on first use
         self._fitter = HandFitter(self.cfg.fitting) if self.cfg.fit else None
+        self._previous_fit: FitResult | None = None  # the last frame's fit: the next one's start while tracked
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None
@@ -553,9 +554,10 @@ class Estimator:
         vertices = None if vertices_rel is None else vertices_rel[0].astype(np.float64) + crop.com_mm
         t3 = self.clock()
         if self._fitter is not None:
-            fitted = self._fitter([crop], [intr], joints[None])
-            joints = fitted.joints[0]
-            vertices = None if vertices is None else fitted.vertices[0]
+            tracked = self._previous_fit if self.cfg.track and self._previous is not None else None
+            self._previous_fit = self._fitter([crop], [intr], joints[None], tracked)
+            joints = self._previous_fit.joints[0]
+            vertices = None if vertices is None else self._previous_fit.vertices[0]
         t4 = self.clock()
         self._previous, self._previous_palm = crop.com_mm, palm_centre(joints)
         self._previous_found = found.com_mm

@@ -11,7 +11,8 @@ joints and mesh of the layer, articulations, α and β within their ranges.
 
 1. **Start** (:meth:`HandFitter.start`): the palm (wrist, thumb CMC, four MCPs) of the template
    rigidly onto the predicted one (Kabsch), then Levenberg-Marquardt on the predicted joints
-   alone (inverse kinematics, α and β free with a weak pull to the template).
+   alone (inverse kinematics, α and β free with a weak pull to the template). While tracking,
+   the frame before's fit instead, with fewer such steps (``warm_mm``, ``warm_iterations``).
 2. **Fit** (:meth:`HandFitter.__call__`), minimising over θ (26), α (6), β (7):
 
    * data: each observed crop point within ``near_mm`` of the starting hand, to its nearest
@@ -68,7 +69,10 @@ class FitConfig:
     share of the data term; robust_mm: Cauchy scale of the data term; shape_weight: cost of a
     unit change of α or β; damping: Levenberg-Marquardt's λ on diag(JᵀJ); seed: the subset;
     threads: torch's threads while fitting (its small operations run faster on one: in the app
-    on 2 cores the fit took 89 ms a frame at p50 on two threads, 52 ms on one).
+    on 2 cores the fit took 89 ms a frame at p50 on two threads, 52 ms on one); warm_mm,
+    warm_iterations: while tracking, the frame before's fit starts the next one when its
+    joints lie within ``warm_mm`` (mean) of the new prediction, with this many IK steps
+    instead of the Kabsch start and ``start_iterations``.
     """
 
     start_iterations: int = 5
@@ -83,13 +87,16 @@ class FitConfig:
     damping: float = 1e-2
     seed: int = 0
     threads: int = 1
+    warm_mm: float = 20.0
+    warm_iterations: int = 2
 
     def __post_init__(self) -> None:
         for name in ("points", "start_iterations", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"FitConfig.{name}: expected >= 1, got {getattr(self, name)}")
-        if self.iterations < 0:
-            raise ValueError(f"FitConfig.iterations: expected >= 0, got {self.iterations}")
+        for name in ("iterations", "warm_iterations"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"FitConfig.{name}: expected >= 0, got {getattr(self, name)}")
         for name in ("near_mm", "data_mm", "prior_mm", "robust_mm"):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"FitConfig.{name}: expected > 0 mm, got {getattr(self, name)}")
@@ -354,38 +361,47 @@ class HandFitter:
         with torch.no_grad(), _torch_threads(self.cfg.threads):
             return self._start(joints_mm)
 
-    def _start(self, joints_mm: np.ndarray | torch.Tensor) -> HandParams:
+    def _start(self, joints_mm: np.ndarray | torch.Tensor, previous: FitResult | None = None) -> HandParams:
         target = torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64)
         if target.ndim != 3 or target.shape[1:] != (NUM_JOINTS, 3):
             raise ValueError(f"joints_mm: expected (B, {NUM_JOINTS}, 3) mm, got {tuple(target.shape)}")
         b = len(target)
-        palm = list(map(int, PALM_JOINTS))
-        rest = self.layer.rest_joints[None, palm].expand(b, -1, -1)
-        rotation, t = kabsch(rest, target[:, palm])                  # camera_from_hand
-        x = torch.zeros(b, NUM_PARAMS, dtype=torch.float64)
-        x[:, 3:6] = t + rotation @ self.layer.rest_joints[0]         # the template's wrist, placed
-        rotation = rotation @ self.layer.rest_rotations[0]           # camera_from_wrist-frame
-        x[:, _SHAPE] = self.start_shape
-        params = HandParams(rotation, x)
+        iterations = self.cfg.start_iterations
+        if previous is not None and previous.joints.shape == tuple(target.shape) and \
+                np.linalg.norm(previous.joints - target.numpy(), axis=-1).mean(-1).max() < self.cfg.warm_mm:
+            x = torch.cat([torch.zeros(b, 3), torch.as_tensor(previous.theta[:, 3:26]),
+                           torch.as_tensor(previous.alpha), torch.as_tensor(previous.beta)], 1).double()
+            params = HandParams(torch.as_tensor(previous.rotation, dtype=torch.float64), x)
+            iterations = self.cfg.warm_iterations
+        else:
+            palm = list(map(int, PALM_JOINTS))
+            rest = self.layer.rest_joints[None, palm].expand(b, -1, -1)
+            rotation, t = kabsch(rest, target[:, palm])                  # camera_from_hand
+            x = torch.zeros(b, NUM_PARAMS, dtype=torch.float64)
+            x[:, 3:6] = t + rotation @ self.layer.rest_joints[0]         # the template's wrist, placed
+            rotation = rotation @ self.layer.rest_rotations[0]           # camera_from_wrist-frame
+            x[:, _SHAPE] = self.start_shape
+            params = HandParams(rotation, x)
         template = self.start_shape.expand(b, -1)
-        for _ in range(self.cfg.start_iterations):
+        for _ in range(iterations):
             joints, _, jj, _ = self._jacobians(params.rotation, params.x, None)
             h, g = self._prior_terms(joints, jj, target)
             params = self._step(params, h, g, template)
         return params
 
     def __call__(self, crops: Sequence[Crop], intrs: Sequence[Intrinsics],
-                 joints_mm: np.ndarray | torch.Tensor, start: HandParams | None = None) -> FitResult:
+                 joints_mm: np.ndarray | torch.Tensor, previous: FitResult | None = None) -> FitResult:
         """Fit B hands to their crops. joints_mm (B, 21, 3): the prediction (mm, camera frame),
-        the prior and, unless ``start`` is given, the start (:meth:`start`)."""
+        the prior and the start (:meth:`start`); ``previous``: the same hands' fit in the frame
+        before (tracking), the start instead where its joints lie within ``warm_mm`` of these."""
         with torch.no_grad(), _torch_threads(self.cfg.threads):
-            return self._fit(crops, intrs, joints_mm, start)
+            return self._fit(crops, intrs, joints_mm, previous)
 
     def _fit(self, crops: Sequence[Crop], intrs: Sequence[Intrinsics], joints_mm: np.ndarray | torch.Tensor,
-             start: HandParams | None) -> FitResult:
+             previous: FitResult | None) -> FitResult:
         cfg = self.cfg
         target = torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64)
-        params = self._start(target) if start is None else start
+        params = self._start(target, previous)
         if len(crops) != len(params.x):
             raise ValueError(f"crops: expected {len(params.x)} (one per hand), got {len(crops)}")
         shape_anchor = params.x[:, _SHAPE].clone()

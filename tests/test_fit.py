@@ -166,3 +166,19 @@ def test_evaluate_fit_on_the_test_subset():
     assert fitted["mean_mm"] < plain["mean_mm"] - 1.0           # mm
     assert fitted["vertices_mm"] < plain["vertices_mm"] - 1.0   # mm
     assert fitted["invalid_pose"] <= plain["invalid_pose"] + 1 / 64
+
+
+def test_a_tracked_hand_starts_from_the_frame_before(fitter):
+    """The previous frame's fit as the start (tracking): the same answer as a cold start on
+    the same crop, within a fraction of a mm; a previous hand far from the prediction is not
+    used."""
+    theta, alpha, beta, _ = _hand(7)
+    crop, truth = _render_crop(theta, alpha, beta)
+    prediction = truth + np.random.default_rng(1).normal(0.0, 4.0, truth.shape)
+    cold = fitter([crop], [INTR], prediction[None])
+    warm = fitter([crop], [INTR], prediction[None], previous=cold)
+    assert np.linalg.norm(warm.joints - cold.joints, axis=-1).mean() < 1.0                 # mm
+    assert np.linalg.norm(warm.joints[0] - truth, axis=-1).mean() < 3.0                    # mm
+    far = cold._replace(joints=cold.joints + 100.0)   # a different hand: ignored, cold start
+    again = fitter([crop], [INTR], prediction[None], previous=far)
+    assert np.abs(again.joints - cold.joints).max() < 1e-9
