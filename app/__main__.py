@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: models.estimator.EstimatorConfig's, 4; 1: the crop alone, fastest)")
     ap.add_argument("--fit", action="store_true",
                     help="fit the hand model to the crop's depth, starting from the network's answer (models.fit; "
-                         "more accurate, ~50 ms more per frame on 2 CPU cores)")
+                         "more accurate, ~40 ms more per frame on 2 CPU cores)")
     pace = ap.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="replay recordings at their recorded pace (default with the viewer)")
