@@ -44,7 +44,7 @@ import torch
 from calib import Intrinsics
 from models.crop import BACKGROUND, FRONT, Crop, points_from_crop_uvd
 from models.geometry import axis_angle_to_matrix, kabsch, rotation_about_axes
-from models.hand_layer import HandLayer, articulation_rotations, forward_kinematics, scaled_rest, shaped_rest, skin
+from models.hand_layer import HandLayer
 from models.joints import NUM_JOINTS, PARENTS, Joint
 from models.nets import ALPHA_RANGE, BETA_RANGE, SIZE_BETA_RANGE
 from models.skeleton import (
@@ -258,32 +258,24 @@ class HandFitter:
 
     # ----------------------------------------------------------------- the layer, by stages
 
-    def _posed(self, rotation: torch.Tensor, x: torch.Tensor,
-               vertices: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        """rotation (N, 3, 3), x (N, 39) -> joints (N, 21, 3) mm, the given vertices (N, K, 3) mm
-        (None: no skinning) and the joints' frames camera_from_joint (N, 21, 3, 3). The forearm
+    def _posed(self, rotation: torch.Tensor, x: torch.Tensor, mesh: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """rotation (N, 3, 3), x (N, 39) -> the layer's joints (N, 21, 3) mm, vertices (N, V, 3)
+        mm (None without ``mesh``) and joint frames camera_from_joint (N, 21, 3, 3). The forearm
         stub is not bent (no wrist angles here)."""
-        layer = self.layer
         n = x.shape[0]
         theta = torch.cat([x.new_zeros(n, 3), x[:, 3:26]], 1)
-        alpha, beta = x[:, 26:32], x[:, 32:39]
-        joints_rest = layer.rest_joints + (beta @ layer.joint_morphs.reshape(BETA_DIM, -1)).reshape(n, NUM_JOINTS, 3)
-        joints_rest = scaled_rest(alpha, joints_rest, layer.alpha_of_joint)
-        arts = articulation_rotations(theta, layer.first_index, layer.first_axis, layer.second_index, layer.second_axis)
         root = axis_angle_to_matrix(x[:, 0:3]) @ rotation
-        posed, rest_frames = forward_kinematics(theta, joints_rest, layer.rest_rotations, arts, root)
-        if vertices is None:
-            return posed[..., :3, 3], None, posed[..., :3, :3]
-        _, offsets = shaped_rest(beta, layer.rest_joints, layer.joint_morphs, layer.rest_offsets[vertices],
-                                 layer.offset_morphs[:, vertices])
-        rest_vertices = layer.anchors[vertices] @ joints_rest + offsets
-        verts = skin(posed, rest_frames, posed[:, 0], rest_vertices, layer.weights[vertices])
-        return posed[..., :3, 3], verts, posed[..., :3, :3]
+        if not mesh:
+            frames = self.layer.frames(theta, x[:, 26:32], x[:, 32:39], root_rotation=root)
+            return frames[..., :3, 3], None, frames[..., :3, :3]
+        out = self.layer(theta, x[:, 26:32], x[:, 32:39], root_rotation=root)
+        return out.joints, out.vertices, out.transforms[..., :3, :3]
 
-    def _jacobians(self, rotation: torch.Tensor, x: torch.Tensor, vertices: torch.Tensor | None, eps: float = 1e-6
+    def _jacobians(self, rotation: torch.Tensor, x: torch.Tensor, mesh: bool = True, eps: float = 1e-6
                    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """Joints (B, 21, 3), the given vertices (B, K, 3), and their Jacobians (B, 21, 3, P) and
-        (B, K, 3, P) (vertices None: no vertices, no vertex Jacobian).
+        """Joints (B, 21, 3), vertices (B, V, 3) and their Jacobians (B, 21, 3, P), (B, V, 3, P)
+        (without ``mesh``: None for the vertices and theirs).
 
         Pose columns in closed form: ω_a turns everything about the wrist (e_a × (p − wrist)), the
         translation moves it, an articulation turns what hangs on its joint about its axis in the
@@ -294,7 +286,7 @@ class HandFitter:
         n_shape = _SHAPE.stop - _SHAPE.start
         xs = x[:, None, :].repeat(1, n_shape + 1, 1)
         xs[:, 1:, _SHAPE] += eps * torch.eye(n_shape, dtype=x.dtype)
-        joints, verts, frames = self._posed(rotation.repeat_interleave(n_shape + 1, 0), xs.reshape(-1, p), vertices)
+        joints, verts, frames = self._posed(rotation.repeat_interleave(n_shape + 1, 0), xs.reshape(-1, p), mesh)
         joints = joints.reshape(b, n_shape + 1, NUM_JOINTS, 3)
         frames = frames.reshape(b, n_shape + 1, NUM_JOINTS, 3, 3)[:, 0]
         base = joints[:, 0]
@@ -321,7 +313,7 @@ class HandFitter:
         if verts is None:
             return base, None, jj, None
         verts = verts.reshape(b, n_shape + 1, -1, 3)
-        share = self.layer.weights[vertices, :NUM_JOINTS] @ self.dof_moves.T                      # (K, 20)
+        share = self.layer.weights[:, :NUM_JOINTS] @ self.dof_moves.T                            # (V, 20)
         jv = torch.cat([pose_columns(verts[:, 0], share),
                         ((verts[:, 1:] - verts[:, :1]) / eps).permute(0, 2, 3, 1)], -1)
         return base, verts[:, 0], jj, jv
@@ -384,7 +376,7 @@ class HandFitter:
             params = HandParams(rotation, x)
         template = self.start_shape.expand(b, -1)
         for _ in range(iterations):
-            joints, _, jj, _ = self._jacobians(params.rotation, params.x, None)
+            joints, _, jj, _ = self._jacobians(params.rotation, params.x, mesh=False)
             h, g = self._prior_terms(joints, jj, target)
             params = self._step(params, h, g, template)
         return params
@@ -407,11 +399,10 @@ class HandFitter:
         shape_anchor = params.x[:, _SHAPE].clone()
         obs = observed_points(crops, intrs, cfg.points, cfg.seed)
         b = len(params.x)
-        every = torch.arange(self.layer.num_vertices)
         rows = torch.arange(b)[:, None]
         valid = None
         for _ in range(cfg.iterations):
-            joints, verts, jj, jv = self._jacobians(params.rotation, params.x, every)   # jv (B, V, 3, P)
+            joints, verts, jj, jv = self._jacobians(params.rotation, params.x)   # jv (B, V, 3, P)
             if valid is None:   # points far from the starting hand are not the hand's
                 valid = obs.valid & (torch.cdist(obs.points, verts).amin(-1) < cfg.near_mm)
             fv = verts[:, self.faces]
@@ -429,7 +420,7 @@ class HandFitter:
                                                  offset.reshape(b, -1), js.reshape(b, -1, NUM_PARAMS))
             h, g = h + h_plane + h_point, g + g_plane + g_point
             params = self._step(params, h, g, shape_anchor)
-        joints, verts, _ = self._posed(params.rotation, params.x, every)
+        joints, verts, _ = self._posed(params.rotation, params.x)
         x = params.x
         theta = torch.cat([x.new_zeros(b, 3), x[:, 3:26]], 1)
         return FitResult(joints.numpy(), verts.numpy(), params.rotation.numpy(), theta.numpy(),

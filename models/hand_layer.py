@@ -213,6 +213,21 @@ class HandLayer(nn.Module):
         vertices = self.anchors @ joints + offsets
         return RestShape(joints, vertices)
 
+    def _frames(self, theta: torch.Tensor, rest_joints: torch.Tensor,
+                root_rotation: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stage 3 from rest joints: (posed out_from_joint, rest hand_from_joint), (B, 21, 4, 4) each."""
+        arts = articulation_rotations(theta, self.first_index, self.first_axis,
+                                      self.second_index, self.second_axis)
+        return forward_kinematics(theta, rest_joints, self.rest_rotations, arts, root_rotation)
+
+    def frames(self, theta: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
+               root_rotation: torch.Tensor | None = None) -> torch.Tensor:
+        """The posed joint frames out_from_joint (B, 21, 4, 4) alone, without the mesh (the
+        joints are their translations): for solvers that need the skeleton many times.
+        θ (B, 26), α (B, 6), β (B, 7), root_rotation as in :meth:`forward`; unchecked."""
+        joints, _ = shaped_rest(beta, self.rest_joints, self.joint_morphs, self.rest_offsets, self.offset_morphs)
+        return self._frames(theta, scaled_rest(alpha, joints, self.alpha_of_joint), root_rotation)[0]
+
     def forward(self, theta: torch.Tensor, alpha: torch.Tensor | None = None,
                 beta: torch.Tensor | None = None, wrist: torch.Tensor | None = None,
                 root_rotation: torch.Tensor | None = None) -> HandOutput:
@@ -231,11 +246,9 @@ class HandLayer(nn.Module):
             raise ValueError(
                 f"batch sizes differ: theta {batch}, alpha {alpha.shape[0]}, beta {beta.shape[0]}")
         rest = self.rest_shape(alpha, beta)
-        arts = articulation_rotations(theta, self.first_index, self.first_axis,
-                                      self.second_index, self.second_axis)
         if root_rotation is not None and root_rotation.shape != (batch, 3, 3):
             raise ValueError(f"root_rotation: expected ({batch}, 3, 3), got {tuple(root_rotation.shape)}")
-        posed, rest_frames = forward_kinematics(theta, rest.joints, self.rest_rotations, arts, root_rotation)
+        posed, rest_frames = self._frames(theta, rest.joints, root_rotation)
         forearm = posed[:, 0]
         if wrist is not None:
             _check_batch("wrist", wrist, 2)

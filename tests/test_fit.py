@@ -49,7 +49,7 @@ def test_start_recovers_a_layer_hand_from_its_joints(fitter):
     for seed in range(4):
         _, _, _, joints = _hand(seed)
         params = fitter.start(joints[None])
-        got = fitter._posed(params.rotation, params.x, None)[0]
+        got = fitter._posed(params.rotation, params.x)[0]
         # IK from a flat template in 5 steps: within 1.5 mm on average (mm)
         assert np.linalg.norm(got[0].numpy() - joints, axis=-1).mean() < 1.5
 
@@ -132,15 +132,14 @@ def test_jacobians_match_finite_differences(fitter):
     skinning blend across a joint."""
     _, _, _, joints = _hand(5)
     params = fitter.start(joints[None])
-    every = torch.arange(fitter.layer.num_vertices)
-    _, _, jj, jv = fitter._jacobians(params.rotation, params.x, every)
+    _, _, jj, jv = fitter._jacobians(params.rotation, params.x)
     eps = 1e-5
     fd_j, fd_v = [], []
     for p in range(params.x.shape[1]):
         step = torch.zeros_like(params.x)
         step[0, p] = eps
-        plus = fitter._posed(params.rotation, params.x + step, every)    # ω (p < 3): exp(ω) R
-        minus = fitter._posed(params.rotation, params.x - step, every)
+        plus = fitter._posed(params.rotation, params.x + step)    # ω (p < 3): exp(ω) R
+        minus = fitter._posed(params.rotation, params.x - step)
         fd_j.append((plus[0] - minus[0]) / (2 * eps))
         fd_v.append((plus[1] - minus[1]) / (2 * eps))
     fd_j, fd_v = torch.stack(fd_j, -1), torch.stack(fd_v, -1)

@@ -415,3 +415,15 @@ def test_raycast_follows_the_lens_model():
     expected = project(c, cam)
     assert abs(u.mean() - expected[0]) < 0.6 and abs(v.mean() - expected[1]) < 0.6  # px
     np.testing.assert_allclose(res.depth[v, u], 500.0, rtol=1e-5)  # mm: depth is still z
+
+
+def test_frames_alone_are_the_forward_transforms(layer64):
+    """HandLayer.frames (the skeleton without the mesh, for solvers) is forward()'s transforms."""
+    g = torch.Generator().manual_seed(3)
+    theta = torch.randn(5, 26, generator=g, dtype=torch.float64) * 0.4
+    alpha = 1.0 + 0.1 * torch.randn(5, 6, generator=g, dtype=torch.float64)
+    beta = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    root = axis_angle_to_matrix(torch.randn(5, 3, generator=g, dtype=torch.float64))
+    for r in (None, root):
+        out = layer64(theta, alpha, beta, root_rotation=r)
+        assert torch.allclose(layer64.frames(theta, alpha, beta, root_rotation=r), out.transforms, atol=1e-12)  # mm
