@@ -34,9 +34,8 @@ Pure math on tensors: no IO.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +49,7 @@ from models.nets import ALPHA_RANGE, BETA_RANGE, SIZE_BETA_RANGE
 from models.skeleton import (
     ALPHA_DIM, ARTICULATED_JOINTS, ARTICULATION, BETA_DIM, BETA_NAMES, NUM_ARTICULATIONS, articulation_tables, theta_limits,
 )
+from models.threads import torch_threads
 
 #: Fitted parameters per hand: ω (3), wrist (3), articulations (20), α (6), β (7).
 NUM_PARAMS = 3 + 3 + NUM_ARTICULATIONS + ALPHA_DIM + BETA_DIM
@@ -189,17 +189,6 @@ def _nearest_front(points: torch.Tensor, samples: torch.Tensor,
             d, i = cKDTree(samples[b, which].numpy()).query(points[b].numpy())
             dist[b], index[b] = torch.as_tensor(d), torch.as_tensor(which[i])
     return dist, index
-
-
-@contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` for the block, restored after it (0.05 ms)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _normal_equations(w: torch.Tensor, r: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -350,7 +339,7 @@ class HandFitter:
 
     def start(self, joints_mm: np.ndarray | torch.Tensor) -> HandParams:
         """(B, 21, 3) predicted joints (mm, camera frame) -> the layer's hand nearest to them."""
-        with torch.no_grad(), _torch_threads(self.cfg.threads):
+        with torch.no_grad(), torch_threads(self.cfg.threads):
             return self._start(joints_mm)
 
     def _start(self, joints_mm: np.ndarray | torch.Tensor, previous: FitResult | None = None) -> HandParams:
@@ -386,7 +375,7 @@ class HandFitter:
         """Fit B hands to their crops. joints_mm (B, 21, 3): the prediction (mm, camera frame),
         the prior and the start (:meth:`start`); ``previous``: the same hands' fit in the frame
         before (tracking), the start instead where its joints lie within ``warm_mm`` of these."""
-        with torch.no_grad(), _torch_threads(self.cfg.threads):
+        with torch.no_grad(), torch_threads(self.cfg.threads):
             return self._fit(crops, intrs, joints_mm, previous)
 
     def _fit(self, crops: Sequence[Crop], intrs: Sequence[Intrinsics], joints_mm: np.ndarray | torch.Tensor,

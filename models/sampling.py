@@ -125,7 +125,6 @@ Everything is deterministic given the ``numpy.random.Generator`` passed in.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import math
 import sys
@@ -133,7 +132,7 @@ import time
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Iterator, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -150,6 +149,7 @@ from models.posebank import load_posebank, within_limits_float32
 from models.skeleton import (
     ALPHA_DIM, ARTICULATION, ARTICULATIONS, BETA_DIM, BETA_NAMES, NUM_ARTICULATIONS, theta_limits,
 )
+from models.threads import torch_threads
 
 __all__ = [
     "SPLITS", "PALM_CENTRE_JOINTS", "PoseSource", "View", "Family", "ThumbState", "Contact",
@@ -1208,20 +1208,6 @@ def place_hands(rng: np.random.Generator, view: np.ndarray, joints_hand: np.ndar
 # The sampler
 # ---------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with ``count`` torch threads (None: leave them), then restore."""
-    if count is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 class HandSampler:
     """Holds what sampling needs (layers, pose bank, subject pools, built lazily per split);
     :meth:`sample` is deterministic given its ``rng``. Build one per process or worker (or
@@ -1267,7 +1253,7 @@ class HandSampler:
             raise TypeError(f"rng: expected numpy.random.Generator, got {type(rng).__name__}")
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n: expected a positive number of samples, got {n!r}")
-        with _torch_threads(self.torch_threads):
+        with torch_threads(self.torch_threads):
             pool = self.pool(split)
             pick = rng.integers(0, pool.ids.size, n)
             alpha, beta = pool.alpha[pick], pool.beta[pick]
@@ -1290,7 +1276,7 @@ class HandSampler:
             raise TypeError(f"intr: expected calib.Intrinsics, got {type(intr).__name__}")
         place = place_hands(rng, bodies.view, bodies.joints, bodies.palm, bodies.forearm_end, intr,
                             self.cfg.view, depth_range_mm)
-        with _torch_threads(self.torch_threads), torch.no_grad():
+        with torch_threads(self.torch_threads), torch.no_grad():
             rotvec = matrix_to_axis_angle(torch.as_tensor(place.rotation)).numpy()
         arts = bodies.articulations
         theta = np.concatenate([rotvec, place.translation, arts.angles], 1)
