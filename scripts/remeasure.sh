@@ -2,14 +2,16 @@
 # Re-run every measurement behind the README's results and speed tables for the shipped
 # default model (models/weights/deephps.pt and its .onnx engine), writing docs/results/*.json,
 # docs/success_curves.png, the real-frame pictures and docs/app_viewer.png. Run it after
-# `python -m models.ship ...` with nothing else loading the machine (12-45 min on 2 cores).
+# `python -m models.ship ...` with nothing else loading the machine (12-45 min on 2 cores before
+# the --fit runs were added, which take about 10 more).
 #
 # Needs the whole-frame splits (README, "Through the app's pipeline"):
 #   python -m models.synth generate --split test --frames 2000 --out data/synth_frames --full-frames
 #   python -m models.synth generate --split val --frames 1000 --out data/synth_frames --full-frames
 # and renders the 600-frame demo into $DEMO600 (default /tmp/demo600) when it is missing.
-# The bench runs write /tmp/bench_{r4,r1,sp,sr305}_{1,2,3}.json (the README quotes their median);
-# the default's median run is copied to docs/results/app_bench_demo.json.
+# The bench runs write /tmp/bench_{r4,fit,r1,sp,sr305}_{1,2,3}.json (the README quotes their
+# median); the median runs of the default and of --fit are copied to docs/results/app_bench_demo.json
+# and app_bench_demo_fit.json.
 # Usage: bash scripts/remeasure.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,20 +50,37 @@ done
 for d in data/synth_frames/test data/synth_frames/val; do   # batches of crops: the .pt, not the batch-1 engine
     $PY -m models.evaluate --model $M --data $d --single-pass --rotations 1 2>&1 | tail -1
 done
-step "temporal refinement on the demo"
+step "model fit (--fit): test crops, recordings, NYU frame 1"
+$PY -m models.evaluate --model $M --fit --json $R/test_rotations4_fit.json
+$PY -m models.evaluate --model $M --rotations 1 --max-frames 2000 --fit --json $R/test2000_rotations1_fit.json
+$PY -m models.evaluate --model $M --rotations 1 --max-frames 2000 --json $R/test2000_rotations1_nofit.json
+# shellcheck disable=SC2086
+$PY -m models.evaluate --model $E --data $DEMO --fit --json $R/demo_rotations4_fit.json
+$PY -m models.evaluate --model $E --data "$DEMO600" --fit --json $R/demo600_rotations4_fit.json
+$PY -m models.evaluate --model $E --data $NYU --fit --json $R/nyu1_rotations4_fit.json
+step "temporal refinement on the demo, without and with the fit"
 $PY -m app.refine_eval --json $R/refine_demo.json
+$PY -m app.refine_eval --fit --json $R/refine_demo_fit.json
 step "pictures: real frames and the viewer"
 $PY -m app.real_pictures
+$PY -m app.real_pictures --fit --out docs/real_frames_fit.png
 bash scripts/app_screenshot.sh
 step "speed, three runs each"
-for i in 1 2 3; do $PY -m app bench --max-frames 1000 --json "/tmp/bench_r4_$i.json"; done
-# The default's median run (by FPS) is the one kept in docs/results.
-$PY - "$R/app_bench_demo.json" /tmp/bench_r4_{1,2,3}.json <<'PY'
+for i in 1 2 3; do   # the default and --fit interleaved: the machine's speed drifts
+    $PY -m app bench --max-frames 1000 --json "/tmp/bench_r4_$i.json"
+    $PY -m app bench --max-frames 1000 --fit --json "/tmp/bench_fit_$i.json"
+done
+# The median run (by FPS) of each is the one kept in docs/results.
+keep_median() {
+    $PY - "$@" <<'PY'
 import json, shutil, sys
 runs = sorted(sys.argv[2:], key=lambda p: json.load(open(p))["fps"])
 shutil.copyfile(runs[1], sys.argv[1])
 print(sys.argv[1], "from", runs[1])
 PY
+}
+keep_median "$R/app_bench_demo.json" /tmp/bench_r4_{1,2,3}.json
+keep_median "$R/app_bench_demo_fit.json" /tmp/bench_fit_{1,2,3}.json
 for i in 1 2 3; do $PY -m app bench --max-frames 1000 --rotations 1 --json "/tmp/bench_r1_$i.json"; done
 for i in 1 2 3; do $PY -m app bench --max-frames 1000 --single-pass --rotations 1 --json "/tmp/bench_sp_$i.json"; done
 for i in 1 2 3; do $PY -m app bench --source sr305 --max-frames 1000 --json "/tmp/bench_sr305_$i.json"; done
