@@ -401,6 +401,7 @@ class Estimator:
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None
+        self._previous_fit = None
         self._checked = None
         self._turned_down = None
 
