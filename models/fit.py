@@ -45,9 +45,9 @@ from models.crop import BACKGROUND, FRONT, Crop, points_from_crop_uvd
 from models.geometry import axis_angle_to_matrix, kabsch, rotation_about_axes
 from models.hand_layer import HandLayer
 from models.joints import NUM_JOINTS, PARENTS, Joint
-from models.nets import ALPHA_RANGE, BETA_RANGE, SIZE_BETA_RANGE
+from models.nets import ALPHA_RANGE, beta_bounds
 from models.skeleton import (
-    ALPHA_DIM, ARTICULATED_JOINTS, ARTICULATION, BETA_DIM, BETA_NAMES, NUM_ARTICULATIONS, articulation_tables, theta_limits,
+    ALPHA_DIM, ARTICULATED_JOINTS, ARTICULATION, BETA_DIM, NUM_ARTICULATIONS, articulation_tables, theta_limits,
 )
 from models.threads import torch_threads
 
@@ -152,10 +152,7 @@ def observed_points(crops: Sequence[Crop], intrs: Sequence[Intrinsics], count: i
 
 def _bounds() -> tuple[torch.Tensor, torch.Tensor]:
     lo, hi = theta_limits()
-    beta_lo = np.full(BETA_DIM, BETA_RANGE[0])
-    beta_hi = np.full(BETA_DIM, BETA_RANGE[1])
-    size = BETA_NAMES.index("size")
-    beta_lo[size], beta_hi[size] = SIZE_BETA_RANGE
+    beta_lo, beta_hi = beta_bounds()
     lower = np.concatenate([np.full(6, -np.inf), lo[ARTICULATION], np.full(ALPHA_DIM, ALPHA_RANGE[0]), beta_lo])
     upper = np.concatenate([np.full(6, np.inf), hi[ARTICULATION], np.full(ALPHA_DIM, ALPHA_RANGE[1]), beta_hi])
     return torch.as_tensor(lower), torch.as_tensor(upper)

@@ -57,6 +57,14 @@ ALPHA_RANGE = (0.80, 1.20)
 BETA_RANGE = (-2.0, 2.0)
 SIZE_BETA_RANGE = (-3.0, 3.0)
 
+
+def beta_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of β (7,) float64 each: ``BETA_RANGE``, ``SIZE_BETA_RANGE`` for size."""
+    lo, hi = np.full(BETA_DIM, BETA_RANGE[0]), np.full(BETA_DIM, BETA_RANGE[1])
+    size = BETA_NAMES.index("size")
+    lo[size], hi[size] = SIZE_BETA_RANGE
+    return lo, hi
+
 METHODS = ("deephps", "deepmodel", "direct_params", "direct_joints", "sdnet", "hand3d")
 
 
@@ -235,12 +243,9 @@ class ParamHead(nn.Module):
             # Free articulations start at the middle of their range, in radians.
             with torch.no_grad():
                 self.out.bias[9:9 + NUM_ARTICULATIONS] = 0.5 * (self.art_lo + self.art_hi)
-        beta_lo = torch.full((BETA_DIM,), BETA_RANGE[0])
-        beta_hi = torch.full((BETA_DIM,), BETA_RANGE[1])
-        size = BETA_NAMES.index("size")
-        beta_lo[size], beta_hi[size] = SIZE_BETA_RANGE
-        self.register_buffer("beta_lo", beta_lo)
-        self.register_buffer("beta_hi", beta_hi)
+        beta_lo, beta_hi = beta_bounds()
+        self.register_buffer("beta_lo", torch.as_tensor(beta_lo, dtype=torch.float32))
+        self.register_buffer("beta_hi", torch.as_tensor(beta_hi, dtype=torch.float32))
         self.layer = layer
 
     def forward(self, features: torch.Tensor) -> NetOutput:
