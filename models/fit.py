@@ -42,13 +42,12 @@ import torch
 
 from calib import Intrinsics
 from models.crop import BACKGROUND, FRONT, Crop, points_from_crop_uvd
-from models.geometry import axis_angle_to_matrix, kabsch, rotation_about_axes
+from models.geometry import axis_angle_to_matrix, kabsch
 from models.hand_layer import HandLayer
-from models.joints import NUM_JOINTS, PARENTS, Joint
+from models.ik import KinematicTables
+from models.joints import NUM_JOINTS, Joint
 from models.nets import ALPHA_RANGE, beta_bounds
-from models.skeleton import (
-    ALPHA_DIM, ARTICULATED_JOINTS, ARTICULATION, BETA_DIM, NUM_ARTICULATIONS, articulation_tables, theta_limits,
-)
+from models.skeleton import ALPHA_DIM, ARTICULATION, BETA_DIM, NUM_ARTICULATIONS, theta_limits
 from models.threads import torch_threads
 
 #: Fitted parameters per hand: ω (3), wrist (3), articulations (20), α (6), β (7).
@@ -211,36 +210,9 @@ class HandFitter:
         self.sample_corners = torch.cat([torch.arange(v)[:, None].repeat(1, 3), self.faces], 0)
         self.sample_hand = hand[self.sample_corners].all(-1)
         self.start_shape = torch.cat([torch.ones(ALPHA_DIM), torch.zeros(BETA_DIM)]).double()
-        self._articulation_tables()
-
-    def _articulation_tables(self) -> None:
-        """Per articulation d (θ[6 + d]): its joint, its axis in the joint's frame, for an
-        abduction the flexion applied after it (index 20: none) and that flexion's axis, and
-        which of the 21 frames it moves (its joint's and every descendant's)."""
-        first_index, first_axis, second_index, second_axis = articulation_tables()
-        joint = np.zeros(NUM_ARTICULATIONS, np.int64)
-        axis = np.zeros((NUM_ARTICULATIONS, 3))
-        partner = np.full(NUM_ARTICULATIONS, NUM_ARTICULATIONS)
-        partner_axis = np.tile([1.0, 0.0, 0.0], (NUM_ARTICULATIONS, 1))
-        for k, j in enumerate(ARTICULATED_JOINTS):
-            if second_index[k] < NUM_ARTICULATIONS:
-                joint[second_index[k]], axis[second_index[k]] = j, second_axis[k]
-            if first_index[k] < NUM_ARTICULATIONS:
-                d = first_index[k]
-                joint[d], axis[d] = j, first_axis[k]
-                partner[d], partner_axis[d] = second_index[k], second_axis[k]
-        moves = np.zeros((NUM_ARTICULATIONS, NUM_JOINTS))
-        for d, j in enumerate(joint):
-            for i in range(NUM_JOINTS):
-                k = i
-                while k > 0 and k != j:
-                    k = PARENTS[k]
-                moves[d, i] = float(k == j)
-        self.dof_joint = torch.as_tensor(joint)
-        self.dof_axis = torch.as_tensor(axis)
-        self.dof_partner = torch.as_tensor(partner)
-        self.dof_partner_axis = torch.as_tensor(partner_axis)
-        self.dof_moves = torch.as_tensor(moves)
+        self.tables = KinematicTables.of(self.layer)
+        # (21, 20): frame d turns with articulation i when d is its joint or below it.
+        self.turns_with = (self.tables.path[:, self.tables.art_joint] > 0).double()
 
     # ----------------------------------------------------------------- the layer, by stages
 
@@ -276,11 +248,14 @@ class HandFitter:
         joints = joints.reshape(b, n_shape + 1, NUM_JOINTS, 3)
         frames = frames.reshape(b, n_shape + 1, NUM_JOINTS, 3, 3)[:, 0]
         base = joints[:, 0]
-        # camera-frame axes of the 20 articulations: W_j a2 (flexion), W_j R2ᵀ a1 (abduction)
-        partner = rotation_about_axes(self.dof_partner_axis, self._partner_angles(x))             # (B, 20, 3, 3)
-        local = (partner.transpose(-1, -2) @ self.dof_axis[..., None])[..., 0]                    # (B, 20, 3)
-        axes = (frames[:, self.dof_joint] @ local[..., None])[..., 0]                              # (B, 20, 3)
-        pivots = base[:, self.dof_joint]                                                           # (B, 20, 3)
+        # camera-frame axes of the 20 articulations: an abduction (applied first) turns about its
+        # axis in the parent's frame carried to the joint's rest frame, a flexion in the joint's
+        tb, rest = self.tables, self.layer.rest_rotations
+        par = tb.parent[tb.art_joint]
+        first = frames[:, par] @ (rest[par].transpose(-1, -2) @ rest[tb.art_joint] @ tb.art_axis[..., None])
+        second = frames[:, tb.art_joint] @ tb.art_axis[..., None]
+        axes = torch.where(tb.art_first[:, None, None], first, second)[..., 0]                  # (B, 20, 3)
+        pivots = base[:, tb.art_joint]                                                             # (B, 20, 3)
         wrist = base[:, :1]
         eye = torch.eye(3, dtype=x.dtype)
 
@@ -294,21 +269,15 @@ class HandFitter:
             trans = eye.expand(*points.shape[:2], 3, 3)
             return torch.cat([rot.transpose(-1, -2), trans, art.transpose(-1, -2)], -1)
 
-        jj = torch.cat([pose_columns(base, self.dof_moves.T),
+        jj = torch.cat([pose_columns(base, self.turns_with),
                         ((joints[:, 1:] - joints[:, :1]) / eps).permute(0, 2, 3, 1)], -1)
         if verts is None:
             return base, None, jj, None
         verts = verts.reshape(b, n_shape + 1, -1, 3)
-        share = self.layer.weights[:, :NUM_JOINTS] @ self.dof_moves.T                            # (V, 20)
+        share = self.layer.weights[:, :NUM_JOINTS] @ self.turns_with                               # (V, 20)
         jv = torch.cat([pose_columns(verts[:, 0], share),
                         ((verts[:, 1:] - verts[:, :1]) / eps).permute(0, 2, 3, 1)], -1)
         return base, verts[:, 0], jj, jv
-
-    def _partner_angles(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 20): for an abduction, its joint's flexion angle (the rotation applied after it);
-        0 for a flexion."""
-        angles = torch.cat([x[:, 6:26], x.new_zeros(len(x), 1)], 1)
-        return angles[:, self.dof_partner]
 
     def _step(self, params: HandParams, h: torch.Tensor, g: torch.Tensor, shape_anchor: torch.Tensor) -> HandParams:
         """One damped step on JᵀJ = h, Jᵀr = g, plus the pull of α, β towards ``shape_anchor``

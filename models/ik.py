@@ -156,8 +156,8 @@ def hand_frame_joints(layer: HandLayer, articulations: torch.Tensor, alpha: torc
 
 
 @dataclass(frozen=True)
-class _Tables:
-    """Index tables of the kinematic tree, for the analytic Jacobian."""
+class KinematicTables:
+    """Index tables of the kinematic tree, for analytic Jacobians (here and in ``models.fit``)."""
 
     parent: torch.Tensor          # (21,) long, the wrist its own parent
     path: torch.Tensor            # (21, 21): path[d, j] = 1 if bone j (ending at j >= 1) lies on d's chain
@@ -168,7 +168,7 @@ class _Tables:
     alpha_onehot: torch.Tensor    # (21, 6) which α scales the bone ending at each joint
 
     @classmethod
-    def of(cls, layer: HandLayer) -> "_Tables":
+    def of(cls, layer: HandLayer) -> "KinematicTables":
         dtype, device = layer.rest_joints.dtype, layer.rest_joints.device
         parent = [max(p, 0) for p in PARENTS]
         path = np.zeros((NUM_JOINTS, NUM_JOINTS))
@@ -201,7 +201,7 @@ class _Tables:
 def joints_and_jacobian(layer: HandLayer, rotation: torch.Tensor, translation: torch.Tensor,
                         articulations: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
                         with_alpha: bool = True, with_beta: bool = True,
-                        tables: "_Tables | None" = None) -> JointJacobian:
+                        tables: "KinematicTables | None" = None) -> JointJacobian:
     """Joints ``rotation @ hand_joints + translation`` and their analytic Jacobian.
 
     rotation: (B, 3, 3) out_from_hand; translation: (B, 3) mm; articulations (B, 20) rad;
@@ -210,7 +210,7 @@ def joints_and_jacobian(layer: HandLayer, rotation: torch.Tensor, translation: t
     then α (6) if ``with_alpha`` and β (7) if ``with_beta``. Revolute joints give
     ω × (p_d − p_j) for every joint d below joint j; α and β enter the posed bones linearly.
     """
-    tb = tables or _Tables.of(layer)
+    tb = tables or KinematicTables.of(layer)
     posed, shaped = _hand_frames(layer, articulations, alpha, beta)
     hand = posed[..., :3, 3]
     rot_h = posed[..., :3, :3]                                      # (B, 21, 3, 3) hand_from_joint
@@ -258,7 +258,7 @@ class _Problem:
     """What stays fixed during one solve. All tensors on the layer's device and dtype."""
 
     layer: HandLayer
-    tables: _Tables
+    tables: KinematicTables
     matrix: torch.Tensor     # (K, 21) layout
     target: torch.Tensor     # (B, K, 3)
     sqrt_w: torch.Tensor     # (B, K)
@@ -502,7 +502,7 @@ def fit(target: torch.Tensor | np.ndarray, layer: HandLayer, layout: str | Layou
         alpha = alpha.clamp(*cfg.alpha_range)
     if fit_beta:
         beta = beta.clamp(*cfg.beta_range)
-    problem = _Problem(layer, _Tables.of(layer), matrix, target, weights.sqrt(), fit_alpha, fit_beta,
+    problem = _Problem(layer, KinematicTables.of(layer), matrix, target, weights.sqrt(), fit_alpha, fit_beta,
                        torch.cat(lo), torch.cat(hi), cfg)
     with torch.no_grad():
         state = _initial_state(problem, init_theta, alpha, beta)
