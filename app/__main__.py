@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(default models/weights/deephps.onnx)")
     ap.add_argument("--provider", choices=("auto", "cpu", "cuda", "tensorrt"), default="auto")
     ap.add_argument("--hand", choices=("right", "left"), default="right")
-    ap.add_argument("--no-refine", action="store_true", help="no temporal refinement")
+    ap.add_argument("--no-refine", action="store_true", help="no temporal refinement (default: SDNet's hierarchical "
+                    "refinement, then the One Euro filter; with --fit the filter alone)")
     ap.add_argument("--single-pass", action="store_true",
                     help="run the network once, on the finder's crop (default: again on a crop around its palm)")
     ap.add_argument("--rotations", type=int, default=None,
@@ -51,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: models.estimator.EstimatorConfig's, 4; 1: the crop alone, fastest)")
     ap.add_argument("--fit", action="store_true",
                     help="fit the hand model to the crop's depth, starting from the network's answer (models.fit; "
-                         "more accurate, ~40 ms more per frame on 2 CPU cores)")
+                         "more accurate, 60-100 ms more per frame on 2 CPU cores; the temporal refinement is then "
+                         "the One Euro filter alone)")
     pace = ap.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="replay recordings at their recorded pace (default with the viewer)")
@@ -123,9 +125,11 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
     live = bool(getattr(source, "live", False))
     refiner = None
     if not a.no_refine:
-        from app.refine import TemporalRefiner
+        from app.refine import TemporalRefiner, TemporalRefinerConfig
 
-        refiner = TemporalRefiner()
+        # SDNet's refinement corrects the network's typical errors; after the fit it costs
+        # 1 mm on the demo recording (README, "Model fitting"): the filter alone then.
+        refiner = TemporalRefiner(TemporalRefinerConfig(refine_enabled=not a.fit))
     outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
     turned = {} if a.rotations is None else {"rotations": a.rotations}
     estimator = Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass, fit=a.fit, **turned))

@@ -198,6 +198,21 @@ def test_missing_model_and_missing_source_exit_2(tmp_path, capsys):
     assert "nothing.db3" in capsys.readouterr().err
 
 
+def test_fit_keeps_the_filter_and_drops_the_hierarchical_refinement():
+    """With --fit the temporal refinement is the One Euro filter alone (after the fit SDNet's
+    refinement costs 1 mm on the demo recording: README, "Model fitting")."""
+    from app.__main__ import _parser, build
+
+    for args, hierarchical in (([], True), (["--fit"], False)):
+        pipeline, capture, source, _ = build(_parser().parse_args(["--headless", "--max-frames", "1", *args]))
+        try:
+            assert (pipeline.refiner.refiner is not None) == hierarchical
+            assert pipeline.refiner.filter is not None
+            assert pipeline.estimator.cfg.fit == (not hierarchical)
+        finally:
+            source.close()
+
+
 def test_bench_writes_the_documented_json(tmp_path):
     out = tmp_path / "bench.json"
     assert app_main(["bench", "--max-frames", "40", "--json", str(out), "--no-refine"]) == 0
