@@ -89,7 +89,7 @@ class FitConfig:
 
     start_iterations: int = 5
     iterations: int = 8
-    points: int = 384
+    points: int = 1024
     near_mm: float = 30.0
     data_mm: float = 3.0
     prior_mm: float = 12.0
