@@ -107,7 +107,7 @@ def test_bad_input_is_refused(fitter):
 
 def test_fit_in_the_pipeline_on_the_demo_recording():
     """The app's --fit on the shipped labelled recording (its first 40 frames): more accurate
-    than the network alone (150 frames: 15.8 -> 12.1 mm, README)."""
+    than the network alone (150 frames: 15.8 -> 10.3 mm, README)."""
     from pathlib import Path
 
     from models.estimator import Estimator, EstimatorConfig, load_predictor
@@ -155,7 +155,7 @@ def test_jacobians_match_finite_differences(fitter):
 
 def test_evaluate_fit_on_the_test_subset():
     """models.evaluate --fit on shards of crops: the first 64 frames of the fixed test subset
-    (one crop each), fitted, err less than the network alone (2000 test crops: 19.8 -> 16.9 mm,
+    (one crop each), fitted, err less than the network alone (2000 test crops: 19.8 -> 15.2 mm,
     README) and stay valid hands."""
     from pathlib import Path
 
