@@ -230,6 +230,21 @@ def _nearest_front(points: torch.Tensor, samples: torch.Tensor,
     return dist, index
 
 
+def _near_points(obs: Observed, vertices: torch.Tensor, near_mm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The observed points within ``near_mm`` of a vertex (B, V, 3), first in each row, and the
+    columns no row needs dropped: points (B, M', 3) and valid (B, M') with M' <= M."""
+    from scipy.spatial import cKDTree
+
+    valid = obs.valid.clone()
+    for b in range(len(vertices)):
+        d, _ = cKDTree(vertices[b].numpy()).query(obs.points[b].numpy(), distance_upper_bound=near_mm)
+        valid[b] &= torch.as_tensor(d < near_mm)
+    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)
+    keep = max(int(valid.sum(1).max()), 1)
+    rows = torch.arange(len(valid))[:, None]
+    return obs.points[rows, order][:, :keep], valid[rows, order][:, :keep]
+
+
 def _normal_equations(w: torch.Tensor, r: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ w JᵀJ and Σ w Jᵀr over residuals: w, r (B, N), j (B, N, P) -> (B, P, P), (B, P)."""
     wj = w[..., None] * j
@@ -438,16 +453,16 @@ class HandFitter:
                 shape_columns = None
             joints, verts, jj, jv = self._jacobians(params.rotation, params.x, shape_columns=shape_columns)
             shape_columns = jj[..., _SHAPE], jv[..., _SHAPE]                     # jv (B, V, 3, P)
-            if valid is None:   # points far from the starting hand are not the hand's
-                valid = obs.valid & (torch.cdist(obs.points, verts).amin(-1) < cfg.near_mm)
+            if valid is None:   # points far from the starting hand are not the hand's; the rest first
+                points, valid = _near_points(obs, verts, cfg.near_mm)
             fv = verts[:, self.faces]
             samples = torch.cat([verts, fv.mean(2)], 1)                          # (B, S, 3)
             normals = torch.cat(mesh_normals(verts, self.faces), 1)
-            dist, k = _nearest_front(obs.points, samples, normals)             # (B, M)
+            dist, k = _nearest_front(points, samples, normals)                 # (B, M)
             use = valid & self.sample_hand[k] & torch.isfinite(dist)
             js = jv[rows[..., None], self.sample_corners[k]].mean(2)            # (B, M, 3, P)
             nk = normals[rows, k]
-            offset = samples[rows, k] - obs.points                               # (B, M, 3)
+            offset = samples[rows, k] - points                                   # (B, M, 3)
             w = use.double() / (1.0 + (dist.nan_to_num(posinf=0.0) / cfg.robust_mm) ** 2) / cfg.data_mm ** 2
             h, g = self._prior_terms(joints, jj, target)
             h_plane, g_plane = _normal_equations(w, (offset * nk).sum(-1), (nk[..., None] * js).sum(-2))
