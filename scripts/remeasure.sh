@@ -3,7 +3,7 @@
 # default model (models/weights/deephps.pt and its .onnx engine), writing docs/results/*.json,
 # docs/success_curves.png, the real-frame pictures and docs/app_viewer.png. Run it after
 # `python -m models.ship ...` with nothing else loading the machine (12-45 min on 2 cores before
-# the --fit runs were added, which take about 10 more).
+# the --fit runs were added, which take about 40 more since session 12).
 #
 # Needs the whole-frame splits (README, "Through the app's pipeline"):
 #   python -m models.synth generate --split test --frames 2000 --out data/synth_frames --full-frames
@@ -58,6 +58,11 @@ $PY -m models.evaluate --model $M --rotations 1 --max-frames 2000 --json $R/test
 $PY -m models.evaluate --model $E --data $DEMO --fit --json $R/demo_rotations4_fit.json
 $PY -m models.evaluate --model $E --data "$DEMO600" --fit --json $R/demo600_rotations4_fit.json
 $PY -m models.evaluate --model $E --data $NYU --fit --json $R/nyu1_rotations4_fit.json
+for fit in nofit fit; do   # whole frames: the pipeline from the generator's centres, and the app's own finder
+    flag=$([ $fit = fit ] && echo --fit || true)
+    $PY -m models.evaluate --model $M --data data/synth_frames/test $flag --json $R/frames_test_rotations4_$fit.json
+    $PY -m models.evaluate --model $M --data data/synth_frames/test --detect $flag --json $R/detect_test_$fit.json
+done
 step "temporal refinement on the demo, without and with the fit"
 $PY -m app.refine_eval --json $R/refine_demo.json
 $PY -m app.refine_eval --fit --json $R/refine_demo_fit.json
