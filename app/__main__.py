@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: models.estimator.EstimatorConfig's, 4; 1: the crop alone, fastest)")
     ap.add_argument("--fit", action="store_true",
                     help="fit the hand model to the crop's depth, starting from the network's answer (models.fit; "
-                         "more accurate, 60-100 ms more per frame on 2 CPU cores; the temporal refinement is then "
+                         "more accurate, ~100 ms more per frame on 2 CPU cores; the temporal refinement is then "
                          "the One Euro filter alone)")
     pace = ap.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
