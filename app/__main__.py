@@ -125,11 +125,9 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
     live = bool(getattr(source, "live", False))
     refiner = None
     if not a.no_refine:
-        from app.refine import TemporalRefiner, TemporalRefinerConfig
+        from app.refine import TemporalRefiner, temporal_refiner_config
 
-        # SDNet's refinement corrects the network's typical errors; after the fit it costs
-        # 1 mm on the demo recording (README, "Model fitting"): the filter alone then.
-        refiner = TemporalRefiner(TemporalRefinerConfig(refine_enabled=not a.fit))
+        refiner = TemporalRefiner(temporal_refiner_config(a.fit))
     outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
     turned = {} if a.rotations is None else {"rotations": a.rotations}
     estimator = Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass, fit=a.fit, **turned))

@@ -6,7 +6,9 @@ Runs the app's estimator (hand finding, crop, network, with ``--fit`` the model 
 ``models.estimator``) over every frame of a labelled source (default: the shipped demo
 recording and its labels), then replays the estimator's joints through the temporal
 refinement with each stage off and on (``app.refine.evaluate_refinement``: off, hierarchical
-refinement only, One Euro only, both) and prints the mean joint error (mm) and the jitter
+refinement only, One Euro only, both; each stage with the app's settings,
+``app.refine.temporal_refiner_config``, so with ``--fit`` the filter's higher speed term) and
+prints the mean joint error (mm) and the jitter
 (mean acceleration, mm/frame²) and acceleration error against the labels of each. Frames without a hand or without labels are skipped (the
 sequence is cut there; the demo has a hand in every frame).
 """
@@ -22,7 +24,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     from app.__main__ import resolve_source
-    from app.refine import evaluate_refinement
+    from app.refine import evaluate_refinement, temporal_refiner_config
     from models.estimator import Estimator, EstimatorConfig, load_predictor
     from sources import open_source
 
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(pred) < 3:
         print("error: fewer than 3 labelled frames with a hand", file=sys.stderr)
         return 2
-    r = evaluate_refinement(np.array(pred), np.array(lab), depth, intr, np.array(stamps))
+    r = evaluate_refinement(np.array(pred), np.array(lab), depth, intr, np.array(stamps),
+                            temporal_refiner_config(a.fit))
     print(f"{len(pred)} frames of {spec}; model {a.model}{' + fit' if a.fit else ''}")
     print(f"{'mode':<10}{'error mm':>10}{'jitter':>10}{'accel err':>11}{'ms/frame':>10}")
     for mode, v in r.items():

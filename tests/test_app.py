@@ -199,15 +199,16 @@ def test_missing_model_and_missing_source_exit_2(tmp_path, capsys):
 
 
 def test_fit_keeps_the_filter_and_drops_the_hierarchical_refinement():
-    """With --fit the temporal refinement is the One Euro filter alone (after the fit SDNet's
-    refinement costs 1 mm on the demo recording: README, "Model fitting")."""
+    """With --fit the temporal refinement is the One Euro filter alone, with its higher speed
+    term (after the fit SDNet's refinement costs 1 mm on the demo recording, and the default
+    filter's lag another 1 mm: README, "Model fitting")."""
     from app.__main__ import _parser, build
 
     for args, hierarchical in (([], True), (["--fit"], False)):
         pipeline, capture, source, _ = build(_parser().parse_args(["--headless", "--max-frames", "1", *args]))
         try:
             assert (pipeline.refiner.refiner is not None) == hierarchical
-            assert pipeline.refiner.filter is not None
+            assert pipeline.refiner.filter.cfg.beta_per_mm == (0.02 if hierarchical else 0.05)
             assert pipeline.estimator.cfg.fit == (not hierarchical)
         finally:
             source.close()
