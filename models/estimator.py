@@ -90,7 +90,17 @@ keeps the hand in all 20 (SR305 and NYU frame 1, where it rates the hand -3.1 an
 count in ``latency_ms["find"]``. Earlier, with the surface fit alone and then with the
 spread added (step-46,000 model), ``python -m models.evaluate --detect`` on those 1000 frames
 went 49.4 -> 43.4 mm mean, 16.6 -> 13.7 mm median (rotations 1 -> 4). A fist and a box
-still look alike to it. While a hand is tracked, a detection more than half a cube from it
+still look alike to it.
+
+The learnt spotter (``spot``, on by default; :mod:`models.handspot`). The finder's rules fail
+where their geometry does not hold: a table edge nearer than the hand, an arm whose free end
+is the elbow, a hand against the body. A small network on the whole frame says where the palm
+centre is (1 ms a frame); its spot, centred by the finder's own refinement, joins the
+candidates when it lies on none of them, and every candidate carries the spotter's belief at
+its centre (the softmax mass in the 3 x 3 cells there, the score's ``log_spot``). The finder
+alone still says whether there is a hand at all (no candidates, no spot). Of the 1527 test
+frames with two or more candidates the score then picks one within 60 mm of the palm in 1499
+(1515 have one). Measured: README, "Results"; :mod:`models.handspot` for the network. While a hand is tracked, a detection more than half a cube from it
 (``detection_agrees``) is checked the same way against the tracked object, which counts as
 the first (the score's ``first`` feature), so it stays unless the detection rates higher
 still: the other hand
@@ -133,6 +143,7 @@ from models.crop import BACKGROUND, FRONT, Crop, CropConfig, crop_depth, points_
 from models.data import rotation_warp, warp_patch
 from models.fit import FitConfig, FitResult, HandFitter
 from models.handfind import HandDetection, HandFinderConfig, detection_agrees, find_hand, find_hands, track_centre
+from models.handspot import HandSpotter, Spot, spot_detection, spot_mass
 from models.joints import palm_centre
 from models.losses import invalid_poses
 
@@ -337,7 +348,9 @@ class EstimatorConfig:
     (module docstring, "Which object is the hand"; 1: take the finder's first); rotations: the
     last pass's crop is also run turned, and the results averaged (module docstring,
     "Rotation ensemble"; 1: the crop alone); fit: the hand layer fitted to the last crop's
-    depth, starting from the network's answer (``models.fit``; ``fitting`` its settings)."""
+    depth, starting from the network's answer (``models.fit``; ``fitting`` its settings); spot:
+    the learnt spotter's candidate and belief in the check (module docstring, "The learnt
+    spotter"; needs ``models/weights/handspot.onnx``)."""
 
     hand: str = "right"
     track: bool = True
@@ -350,6 +363,7 @@ class EstimatorConfig:
     finder: HandFinderConfig = field(default_factory=HandFinderConfig)
     fit: bool = False        # fit the hand layer to the last crop's depth (models.fit)
     fitting: FitConfig = field(default_factory=FitConfig)
+    spot: bool = True        # the learnt spotter's candidate joins the finder's (models.handspot)
 
     def __post_init__(self) -> None:
         if self.hand not in ("right", "left"):
@@ -398,6 +412,7 @@ class Estimator:
         self._check: Callable[[np.ndarray], np.ndarray] | None = None  # models.handcheck.HandCheck, loaded on first use
         self._fitter = HandFitter(self.cfg.fitting) if self.cfg.fit else None
         self._previous_fit: FitResult | None = None  # the last frame's fit: the next one's start while tracked
+        self._spotter: Callable[[np.ndarray, Intrinsics], Spot] | None = None  # models.handspot, loaded on first use
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None
@@ -430,7 +445,7 @@ class Estimator:
             return tracked
         # Two objects: the tracked one stays unless the network finds the detected one clearly
         # more of a hand (the hand jumped, or the frames are not a sequence).
-        chosen = self._checked_choice(depth_mm, intr, [tracked, found])
+        chosen = self._checked_choice(depth_mm, intr, [tracked, found], self.spot(depth_mm, intr))
         if chosen is tracked:
             self._turned_down = found.com_mm
         return chosen
@@ -445,16 +460,38 @@ class Estimator:
         self._checked = None
         if not self._can_check():
             return find_hand(depth_mm, intr, self.cfg.finder)
-        found = find_hands(depth_mm, intr, self.cfg.finder, self.cfg.candidates)
+        spot = self.spot(depth_mm, intr)
+        found = self.candidates(depth_mm, intr, spot)
         if len(found) < 2:
             return found[0] if found else None
-        return self._checked_choice(depth_mm, intr, found)
+        return self._checked_choice(depth_mm, intr, found, spot)
+
+    def spot(self, depth_mm: np.ndarray, intr: Intrinsics) -> Spot | None:
+        """The learnt spotter's answer on the frame (None: ``spot`` off, or candidates not checked)."""
+        if not (self.cfg.spot and self._can_check()):
+            return None
+        if self._spotter is None:
+            self._spotter = HandSpotter()
+        return self._spotter(depth_mm, intr)
+
+    def candidates(self, depth_mm: np.ndarray, intr: Intrinsics, spot: Spot | None) -> list[HandDetection]:
+        """The objects detection checks (module docstring, "Which object is the hand"): the
+        finder's (:func:`models.handfind.find_hands`), then the spotter's when it lies on none of
+        them (only when the finder found something: the finder alone says "no hand")."""
+        found = find_hands(depth_mm, intr, self.cfg.finder, self.cfg.candidates)
+        if found and spot is not None:
+            spotted = spot_detection(depth_mm, intr, spot, self.cfg.finder)
+            if spotted is not None and all(np.linalg.norm(spotted.com_mm - f.com_mm) > self.cfg.finder.hand_radius_mm
+                                           for f in found):
+                found.append(spotted)
+        return found
 
     def candidate_features(self, depth_mm: np.ndarray, intr: Intrinsics, found: HandDetection,
-                           first: bool) -> tuple[np.ndarray, _Checked]:
+                           first: bool, spot: Spot | None = None) -> tuple[np.ndarray, _Checked]:
         """The network's run on a candidate's crop (with the rotation ensemble when it is on)
         and that run's :func:`models.handcheck.candidate_features` (first: the finder's own
-        answer or the tracked hand). Needs a predictor with a mesh (``_can_check``)."""
+        answer or the tracked hand; spot: the frame's :meth:`spot`). Needs a predictor with a
+        mesh (``_can_check``)."""
         from models.handcheck import candidate_features
 
         if self._hand_vertices is None:
@@ -471,11 +508,13 @@ class Estimator:
         if len(self._hand_vertices) == len(hand):
             hand = hand[self._hand_vertices]
         hand = hand.astype(np.float64) + crop.com_mm
+        mass = None if spot is None else spot_mass(spot, found.com_uvd[:2], intr)
         features = candidate_features(crop, intr, hand, surface_fit_mm(crop, intr, hand), spread or 0.0,
-                                      first, found.method == "spare")
+                                      first, found.method == "spare", mass)
         return features, _Checked(found, crop, joints_rel, vertices_rel, spread)
 
-    def _checked_choice(self, depth_mm: np.ndarray, intr: Intrinsics, found: list[HandDetection]) -> HandDetection:
+    def _checked_choice(self, depth_mm: np.ndarray, intr: Intrinsics, found: list[HandDetection],
+                        spot: Spot | None) -> HandDetection:
         """Of several objects (the first: the finder's own answer or the tracked hand), the one
         :mod:`models.handcheck` rates most likely the hand (module docstring, "Which object is
         the hand")."""
@@ -486,7 +525,7 @@ class Estimator:
             from models import handcheck
 
             self._check = handcheck.load(ensemble=self.cfg.rotations > 1)
-        runs = [self.candidate_features(depth_mm, intr, f, first=(k == 0)) for k, f in enumerate(found)]
+        runs = [self.candidate_features(depth_mm, intr, f, first=(k == 0), spot=spot) for k, f in enumerate(found)]
         b = int(np.argmax(self._check(np.stack([x for x, _ in runs]))))
         self._checked = runs[b][1]
         return found[b]

@@ -22,6 +22,11 @@ keeps the one this score rates highest. Features of one candidate (:func:`candid
   0.63).
 * ``first``: 1 for the finder's own answer (or the tracked hand), 0 for the others.
 * ``spare``: 1 for a spare starting point (``method`` "spare": the other ends of a blob).
+* ``log_spot``: log of the learnt spotter's belief that the palm centre is at the candidate's
+  centre (:func:`models.handspot.spot_mass`, floored at ``SPOT_FLOOR``; the floor for every
+  candidate without the spotter). It has the largest weight: of the 1527 test frames with two
+  or more candidates, the score picks one within 60 mm of the palm in 1499 with it, 1340 of
+  1488 without it (the spotter adds its own candidate too).
 
 Score = w · (features - mean) / scale + bias: the log-odds that the candidate lies within
 ``HAND_MM`` (60 mm) of the palm. Two scores: one for candidates run with the rotation
@@ -52,7 +57,9 @@ from models.crop import BACKGROUND, Crop, uvd_in_crop
 
 __all__ = ["ASSET_PATH", "FEATURES", "HandCheck", "candidate_features", "fit_logistic", "load", "main"]
 
-FEATURES = ("log_fit", "log_spread", "free", "filled", "first", "spare")
+FEATURES = ("log_fit", "log_spread", "free", "filled", "first", "spare", "log_spot")
+#: The floor of the spotter's mass in ``log_spot`` (and its value without the spotter).
+SPOT_FLOOR = 1e-4
 
 #: A vertex with observed surface this far behind it (or none) lies in free space, mm.
 FREE_MM = 20.0
@@ -78,12 +85,14 @@ class HandCheck(NamedTuple):
 
 
 def candidate_features(crop: Crop, intr: Intrinsics, hand_vertices_mm: np.ndarray, fit_mm: float,
-                       spread_mm: float, first: bool, spare: bool) -> np.ndarray:
+                       spread_mm: float, first: bool, spare: bool, spot_mass: float | None = None) -> np.ndarray:
     """(F,) float64 features of one candidate (module docstring, in :data:`FEATURES` order).
 
     crop: the candidate's crop; hand_vertices_mm: (V, 3) mm, camera frame, the predicted mesh's
     hand vertices on it; fit_mm: their :func:`models.estimator.surface_fit_mm`; spread_mm: the
-    rotation ensemble's spread (0 without it)."""
+    rotation ensemble's spread (0 without it); spot_mass: the spotter's mass at the candidate's
+    centre (:func:`models.handspot.spot_mass`; None without the spotter: the floor for every
+    candidate, which changes no choice)."""
     patch = np.asarray(crop.patch)
     size = patch.shape[0]
     uvd = uvd_in_crop(np.asarray(hand_vertices_mm, np.float64), crop, intr)
@@ -92,7 +101,7 @@ def candidate_features(crop: Crop, intr: Intrinsics, hand_vertices_mm: np.ndarra
     free = float(np.mean(patch[v, u] > uvd[:, 2] + FREE_MM / (0.5 * crop.cube_mm)))
     filled = float(np.mean(patch < BACKGROUND))
     return np.array([math.log(max(fit_mm, 0.1)), math.log1p(max(spread_mm, 0.0)), free, filled,
-                     float(first), float(spare)])
+                     float(first), float(spare), math.log(max(spot_mass or 0.0, SPOT_FLOOR))])
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, l2: float = L2, iterations: int = 50) -> HandCheck:
@@ -137,10 +146,10 @@ def _kind(ensemble: bool) -> str:
 
 def _frame_candidates(estimator: Any, depth_mm: np.ndarray, intr: Intrinsics) -> list[tuple[Any, np.ndarray]]:
     """(detection, features) of every candidate the estimator checks on a frame."""
-    from models.handfind import find_hands
-
-    found = find_hands(depth_mm, intr, estimator.cfg.finder, estimator.cfg.candidates)
-    return [(f, estimator.candidate_features(depth_mm, intr, f, first=(k == 0))[0]) for k, f in enumerate(found)]
+    spot = estimator.spot(depth_mm, intr)
+    found = estimator.candidates(depth_mm, intr, spot)
+    return [(f, estimator.candidate_features(depth_mm, intr, f, first=(k == 0), spot=spot)[0])
+            for k, f in enumerate(found)]
 
 
 def _collect(estimator: Any, split: str | Path, max_frames: int | None) -> list[list[tuple[float, np.ndarray]]]:

@@ -9,7 +9,7 @@ import pytest
 
 from calib import Intrinsics
 from models.crop import crop_depth
-from models.handcheck import ASSET_PATH, FEATURES, HandCheck, candidate_features, fit_logistic, load
+from models.handcheck import ASSET_PATH, FEATURES, SPOT_FLOOR, HandCheck, candidate_features, fit_logistic, load
 
 INTR = Intrinsics(500.0, 500.0, 159.5, 119.5, 320, 240, 0.001, name="test")
 
@@ -53,30 +53,35 @@ def test_candidate_features_by_hand():
     assert f[2] == pytest.approx(0.5)
     assert abs(f[3] - 0.5) <= 2.0 / crop.patch.shape[0] + 1e-9                  # two of 96 columns
     assert (f[4], f[5]) == (1.0, 0.0)
-    g = candidate_features(crop, INTR, verts, fit_mm=0.0, spread_mm=0.0, first=False, spare=True)
+    assert f[6] == pytest.approx(math.log(SPOT_FLOOR))                          # no spotter: the floor
+    g = candidate_features(crop, INTR, verts, fit_mm=0.0, spread_mm=0.0, first=False, spare=True, spot_mass=0.25)
     assert g[0] == pytest.approx(math.log(0.1)) and g[1] == 0.0 and (g[4], g[5]) == (0.0, 1.0)
+    assert g[6] == pytest.approx(math.log(0.25))
 
 
 def test_the_shipped_scores_prefer_what_a_hand_looks_like(tmp_path):
     """The fitted weights (models/assets/hand_check.json) lean the way the features were
-    chosen for: a worse surface fit lowers the score, and the finder's own answer is preferred
-    to a spare starting point, everything else equal; with the ensemble, a larger spread lowers
-    it. The file records its data and how often each score's pick was right: better than the
-    finder's first on both splits."""
+    chosen for: a worse surface fit lowers the score, the finder's own answer is preferred
+    to a spare starting point and the spotter's belief raises it, everything else equal; with
+    the ensemble, a larger spread lowers it. The file records its data and how often each
+    score's pick was right: better than the finder's first on both splits."""
     record = json.loads(ASSET_PATH.read_text())
     for ensemble in (True, False):
         check = load(ensemble=ensemble)
         assert isinstance(check, HandCheck)
         w = dict(zip(FEATURES, check.weights))
-        assert w["log_fit"] < 0.0 and w["first"] > 0.0 > w["spare"], w
+        assert w["log_fit"] < 0.0 and w["first"] > 0.0 > w["spare"] and w["log_spot"] > 0.0, w
         kind = record["ensemble" if ensemble else "single"]
         for split in (kind["picked_right"], kind["picked_right"]["evaluate"]):
             assert split["first"] < split["score"] <= split["any"] <= split["frames"], split
     check = load(ensemble=True)
     assert dict(zip(FEATURES, check.weights))["log_spread"] < 0.0
-    hand = np.array([math.log(6.0), math.log1p(8.0), 0.27, 0.15, 0.0, 0.0])     # medians on hands
-    box = np.array([math.log(16.0), math.log1p(32.0), 0.08, 0.25, 1.0, 0.0])    # and on the rest
-    assert float(check(hand)) > float(check(box)) + 2.0                          # log-odds
+    floor = math.log(SPOT_FLOOR)                                                  # no spotter
+    hand = np.array([math.log(6.0), math.log1p(8.0), 0.27, 0.15, 0.0, 0.0, floor])     # medians on hands
+    box = np.array([math.log(16.0), math.log1p(32.0), 0.08, 0.25, 1.0, 0.0, floor])    # and on the rest
+    assert float(check(hand)) > float(check(box)) + 2.0                                  # log-odds
+    # the same box where the spotter puts most of its belief (0.6) beats the hand it missed
+    assert float(check(np.r_[box[:6], math.log(0.6)])) > float(check(hand))
     bad = tmp_path / "check.json"
     bad.write_text(json.dumps({**record, "features": ["log_fit"]}))
     with pytest.raises(ValueError, match="refit"):
