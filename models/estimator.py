@@ -129,6 +129,7 @@ fitting".
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -234,7 +235,7 @@ class Estimate(NamedTuple):
 
     joints_mm (21, 3), joints_uvd (21, 3) (u px, v px, z mm), vertices_mm (V, 3) or None,
     com_mm (3,) the crop centre, crop the :class:`models.crop.Crop` (of the mirrored frame for
-    a left hand), method "detect" / "spare" / "track" / "", latency_ms {"find", "crop", "network", "fit", "total"},
+    a left hand), method "detect" / "spare" / "learnt" / "track" / "", latency_ms {"find", "crop", "network", "fit", "total"},
     spread_mm how much the rotation ensemble's answers disagree (their mean joint distance from
     their mean, mm: an uncertainty; on test crops the quarter of frames with the least spread
     erred 13 mm on average, the quarter with the most 24 mm), None without the ensemble.
@@ -338,6 +339,8 @@ def ensemble(joints_rel_mm: np.ndarray, vertices_rel_mm: np.ndarray | None,
 #: docstring, "Which object is the hand").
 TURNED_DOWN_MM = 20.0
 
+logger = logging.getLogger("models.estimator")
+
 
 @dataclass(frozen=True)
 class EstimatorConfig:
@@ -412,7 +415,8 @@ class Estimator:
         self._check: Callable[[np.ndarray], np.ndarray] | None = None  # models.handcheck.HandCheck, loaded on first use
         self._fitter = HandFitter(self.cfg.fitting) if self.cfg.fit else None
         self._previous_fit: FitResult | None = None  # the last frame's fit: the next one's start while tracked
-        self._spotter: Callable[[np.ndarray, Intrinsics], Spot] | None = None  # models.handspot, loaded on first use
+        # models.handspot.HandSpotter, loaded on first use; False: its weights are missing
+        self._spotter: Callable[[np.ndarray, Intrinsics], Spot] | None | bool = None
 
     def reset(self) -> None:
         self._previous = self._previous_palm = self._previous_found = None
@@ -467,11 +471,17 @@ class Estimator:
         return self._checked_choice(depth_mm, intr, found, spot)
 
     def spot(self, depth_mm: np.ndarray, intr: Intrinsics) -> Spot | None:
-        """The learnt spotter's answer on the frame (None: ``spot`` off, or candidates not checked)."""
-        if not (self.cfg.spot and self._can_check()):
+        """The learnt spotter's answer on the frame (None: ``spot`` off, candidates not checked,
+        or no spotter: its weights missing, said once in the log, and detection goes on without)."""
+        if not (self.cfg.spot and self._can_check()) or self._spotter is False:
             return None
         if self._spotter is None:
-            self._spotter = HandSpotter()
+            try:
+                self._spotter = HandSpotter()
+            except FileNotFoundError as exc:
+                logger.warning("hand spotter off: %s", exc)
+                self._spotter = False
+                return None
         return self._spotter(depth_mm, intr)
 
     def candidates(self, depth_mm: np.ndarray, intr: Intrinsics, spot: Spot | None) -> list[HandDetection]:

@@ -234,7 +234,8 @@ class HandDetection(NamedTuple):
     num_pixels: depth pixels inside the final centre-of-mass sphere (counted on the
         ``refine_px`` grid and scaled by refine_px², i.e. in full-resolution pixels).
     method: "detect" (:func:`find_hand`, the objects of :func:`find_hands`), "spare" (the
-        other starting points of :func:`find_hands`) or "track" (:func:`track_hand`).
+        other starting points of :func:`find_hands`), "track" (:func:`track_hand`) or "learnt"
+        (:func:`models.handspot.spot_detection`: the learnt spotter's, centred like a track).
     """
 
     com_mm: np.ndarray

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -227,7 +228,8 @@ class HandSpotter:
         opts.intra_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.cfg = SpotConfig(**{k: type(getattr(SpotConfig, k))(v) for k, v in json.loads(meta["spot_config"]).items()})
+        self.cfg = SpotConfig(**json.loads(meta["spot_config"]))
+        self.card: dict[str, Any] = json.loads(meta.get("card", "{}"))   # ship(): data, steps, time, errors
 
     def __call__(self, depth_mm: np.ndarray, intr: Intrinsics) -> Spot:
         x = spot_input(depth_mm, intr, self.cfg)[None, None]
@@ -411,26 +413,37 @@ def spot_errors(logits: np.ndarray, st: np.ndarray, view: np.ndarray) -> dict[st
     return r
 
 
-def ship(run: Path, out: Path = WEIGHTS_PATH) -> Path:
-    """The run's weights as a static batch-1 ONNX graph with its :class:`SpotConfig` in the metadata."""
+def ship(run: Path, out: Path = WEIGHTS_PATH, val: Path | None = Path(SpotTrainConfig.val)) -> dict[str, Any]:
+    """The run's weights as a static batch-1 ONNX graph; its metadata hold the
+    :class:`SpotConfig` (``spot_config``) and the card (``card``: data, steps, time, machine, the
+    validation errors). Returns the card."""
     import onnx
     import torch
 
     c = torch.load(run / "last.pt", weights_only=False)
     net_cfg = SpotConfig(**c["net"])
+    train_cfg = json.loads((run / "config.json").read_text())["train"]
     net = make_net(net_cfg)
     net.load_state_dict(c["model"])
     net.eval()
+    card: dict[str, Any] = {
+        "name": "handspot", "step": int(c["step"]), "batch": train_cfg["batch"], "data": train_cfg["data"],
+        "train_minutes": round(c["elapsed_s"] / 60, 1), "parameters": sum(p.numel() for p in net.parameters()),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if val is not None and Path(val).is_file():
+        d = np.load(val)
+        card["val"] = {"data": str(val), "frames": int(len(d["x"])), **spot_errors(_predict(net, d["x"]), d["st"], d["view"])}
     x = torch.zeros(1, 1, net_cfg.height, net_cfg.width)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(net, x, str(out), input_names=["nearness"], output_names=["logits"], opset_version=17,
                       dynamo=False)
     model = onnx.load(str(out))
-    for key, value in (("spot_config", json.dumps(asdict(net_cfg))), ("step", str(c["step"])),
-                       ("train_minutes", f"{c['elapsed_s'] / 60:.1f}")):
+    for key, value in (("spot_config", json.dumps(asdict(net_cfg))), ("card", json.dumps(card))):
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(out))
-    return out
+    return card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = SpotTrainConfig(**{k: getattr(a, k) for k in asdict(SpotTrainConfig())})
             print(json.dumps(train(cfg, SpotConfig(channels=a.channels))))
         elif a.command == "ship":
-            print(f"wrote {ship(a.run, a.out)}")
+            print(json.dumps(ship(a.run, a.out)))
+            print(f"wrote {a.out}", file=sys.stderr)
         else:
             import onnxruntime as ort
 

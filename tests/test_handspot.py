@@ -126,3 +126,58 @@ def test_missing_weights_are_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no hand-spotting network"):
         HandSpotter(tmp_path / "none.onnx")
     assert WEIGHTS_PATH.name == "handspot.onnx"
+
+
+def _with_boxes(depth: np.ndarray, uv: np.ndarray, intr: Intrinsics) -> np.ndarray:
+    """The frame with 70 mm square boxes 150 mm nearer than the hand in the image's corners and
+    at its top centre (those more than 150 px from the palm): objects nearer than the hand."""
+    v0, u0 = int(uv[1]), int(uv[0])
+    around = depth[v0 - 10:v0 + 10, u0 - 10:u0 + 10]
+    z = float(np.median(around[around > 0])) - 150.0
+    half = int(35.0 * intr.fx / z)
+    out = depth.copy()
+    for bu, bv in ((80, 80), (560, 80), (80, 400), (560, 400), (320, 60)):
+        if np.hypot(bu - uv[0], bv - uv[1]) >= 150.0:
+            out[bv - half:bv + half, bu - half:bu + half] = z
+    return out
+
+
+def test_spotter_keeps_the_hand_among_nearer_objects_on_real_frames(real_frames):
+    """Real SR305 frames with four or five boxes nearer than the hand: the finder's candidates
+    are the boxes, and without the spotter the pipeline crops a box in most frames; with it (the
+    default) the spotter's candidate and belief keep the crop on the hand."""
+    from calib import project
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+
+    intr, frames = real_frames
+    predictor = load_predictor(Path(__file__).resolve().parents[1] / "models/weights/deephps.onnx", "cpu")
+    on_hand = {}
+    for spot in (False, True):
+        est = Estimator(predictor, EstimatorConfig(track=False, spot=spot))
+        hits = 0
+        for _, depth, uv in frames:
+            e = est(_with_boxes(depth, uv, intr), intr)
+            hits += e.hand_found and float(np.linalg.norm(project(e.com_mm, intr)[:2] - uv)) < 40.0   # px
+        on_hand[spot] = hits
+    assert on_hand[False] <= 6 and on_hand[True] >= 16, on_hand
+
+
+def test_missing_spotter_weights_leave_detection_to_the_finder(real_frames, monkeypatch, caplog):
+    """Without models/weights/handspot.onnx the estimator says so once and detects as before."""
+    import logging
+
+    from models import estimator as estimator_module
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+
+    def missing(*_args, **_kwargs):
+        raise FileNotFoundError("handspot.onnx: no hand-spotting network")
+
+    monkeypatch.setattr(estimator_module, "HandSpotter", missing)
+    intr, frames = real_frames
+    predictor = load_predictor(Path(__file__).resolve().parents[1] / "models/weights/deephps.onnx", "cpu")
+    est = Estimator(predictor, EstimatorConfig(track=False))
+    with caplog.at_level(logging.WARNING, logger="models.estimator"):
+        for _, depth, uv in frames[:3]:
+            e = est(depth, intr)
+            assert e.hand_found and np.linalg.norm(e.joints_uvd[:, :2].mean(0) - uv) < 80.0   # px
+    assert sum("hand spotter off" in r.message for r in caplog.records) == 1
