@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="fit the hand model to the crop's depth, starting from the network's answer (models.fit; "
                          "more accurate, ~100 ms more per frame on 2 CPU cores; the temporal refinement is then "
                          "the One Euro filter alone)")
+    ap.add_argument("--no-spot", action="store_true",
+                    help="find the hand with the geometric finder alone, without the learnt spotter's candidate "
+                         "(models.handspot)")
     pace = ap.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="replay recordings at their recorded pace (default with the viewer)")
@@ -130,7 +133,8 @@ def build(a: argparse.Namespace, bench: bool = False) -> tuple[Any, Any, Any, st
         refiner = TemporalRefiner(temporal_refiner_config(a.fit))
     outputs = Outputs(poses=PosesWriter(a.save_poses) if a.save_poses else None)
     turned = {} if a.rotations is None else {"rotations": a.rotations}
-    estimator = Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass, fit=a.fit, **turned))
+    estimator = Estimator(predictor, EstimatorConfig(hand=a.hand, recrop=not a.single_pass, fit=a.fit,
+                                                     spot=not a.no_spot, **turned))
     pipeline = Pipeline(estimator, refiner, outputs)
     capture = Capture(source, queue_size=1 if bench else 2, drop_stale=live or realtime, max_frames=a.max_frames)
     _attach_outputs(a, outputs, predictor, visible, source)

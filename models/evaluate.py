@@ -266,16 +266,16 @@ def _shard_crops(crop_cfg: CropConfig, z: dict[str, np.ndarray], sl: slice, patc
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
                   recrop: bool = True, candidates: int = EstimatorConfig.candidates,
-                  rotations: int = EstimatorConfig.rotations, fit: bool = False
+                  rotations: int = EstimatorConfig.rotations, fit: bool = False, spot: bool = EstimatorConfig.spot
                   ) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
     frame itself (detection only: the frames are independent, no tracking), where
     :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
     no hand is found are failures, as for recordings) and each frame's view (N,) int8
-    (``models.sampling.View``). candidates, rotations: ``EstimatorConfig``'s."""
+    (``models.sampling.View``). candidates, rotations, spot: ``EstimatorConfig``'s."""
     est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, rotations=rotations,
-                                               fit=fit))
+                                               fit=fit, spot=spot))
     layer = HandLayer()
     joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
     n, t = 0, 0.0
@@ -321,10 +321,11 @@ def subset(pred: Predictions, keep: np.ndarray) -> Predictions:
 
 def predict_frames(predictor: Any, frames: Iterable[Any], hand: str = "right",
                    max_frames: int | None = None, recrop: bool = True, candidates: int = EstimatorConfig.candidates,
-                   rotations: int = EstimatorConfig.rotations, fit: bool = False) -> Predictions:
+                   rotations: int = EstimatorConfig.rotations, fit: bool = False,
+                   spot: bool = EstimatorConfig.spot) -> Predictions:
     """Run the full pipeline (find, crop, network[, fit]) on labelled :class:`sources.Frame` s, as the app does."""
     est = Estimator(predictor, EstimatorConfig(hand=hand, recrop=recrop, candidates=candidates, rotations=rotations,
-                                               fit=fit))
+                                               fit=fit, spot=spot))
     joints, labels, found = [], [], []
     layout = None
     t0 = time.perf_counter()
@@ -396,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=EstimatorConfig.candidates,
                     help="objects the network checks when no hand is tracked (models.estimator, 'Which object is "
                          "the hand'; 1: the finder's first), for --detect and labelled sources")
+    ap.add_argument("--no-spot", action="store_true",
+                    help="detection without the learnt hand spotter (models.handspot): the finder's candidates alone")
     ap.add_argument("--rotations", type=int, default=EstimatorConfig.rotations,
                     help="the last crop is also run turned by 360/N degree steps and the results averaged, as the "
                          "app does (models.estimator, 'Rotation ensemble'; 1: the crop alone, the network's own "
@@ -430,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
             views = None
             if is_shards and a.detect:
                 pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop, candidates=a.candidates,
-                                            rotations=a.rotations, fit=a.fit)
+                                            rotations=a.rotations, fit=a.fit, spot=not a.no_spot)
             elif is_shards:
                 pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop, rotations=a.rotations,
                                       fit=a.fit)
@@ -439,7 +442,8 @@ def main(argv: list[str] | None = None) -> int:
 
                 with open_source(a.data, labels=a.labels) as src:
                     pred = predict_frames(predictor, src, a.hand, a.max_frames, recrop=recrop,
-                                          candidates=a.candidates, rotations=a.rotations, fit=a.fit)
+                                          candidates=a.candidates, rotations=a.rotations, fit=a.fit,
+                                          spot=not a.no_spot)
         except (FileNotFoundError, ValueError, OSError) as exc:
             print(f"error: {model}: {exc}", file=sys.stderr)
             return 2
@@ -449,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         r["fit"] = a.fit
         if not is_shards or a.detect:
             r["candidates"] = a.candidates
+            r["spot"] = not a.no_spot
         if views is not None:
             r["finder"] = "detect"
             r["views"] = {View(v).name.lower(): summary_record(subset(pred, views == v), hand_vertex_mask().numpy())

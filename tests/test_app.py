@@ -214,6 +214,18 @@ def test_fit_keeps_the_filter_and_drops_the_hierarchical_refinement():
             source.close()
 
 
+def test_no_spot_turns_the_learnt_spotter_off():
+    """The spotter is on by default and --no-spot leaves detection to the finder."""
+    from app.__main__ import _parser, build
+
+    for args, spot in (([], True), (["--no-spot"], False)):
+        pipeline, capture, source, _ = build(_parser().parse_args(["--headless", "--max-frames", "1", *args]))
+        try:
+            assert pipeline.estimator.cfg.spot == spot
+        finally:
+            source.close()
+
+
 def test_bench_writes_the_documented_json(tmp_path):
     out = tmp_path / "bench.json"
     assert app_main(["bench", "--max-frames", "40", "--json", str(out), "--no-refine"]) == 0
