@@ -413,6 +413,17 @@ def spot_errors(logits: np.ndarray, st: np.ndarray, view: np.ndarray) -> dict[st
     return r
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else the platform's."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def ship(run: Path, out: Path = WEIGHTS_PATH, val: Path | None = Path(SpotTrainConfig.val)) -> dict[str, Any]:
     """The run's weights as a static batch-1 ONNX graph; its metadata hold the
     :class:`SpotConfig` (``spot_config``) and the card (``card``: data, steps, time, machine, the
@@ -429,7 +440,7 @@ def ship(run: Path, out: Path = WEIGHTS_PATH, val: Path | None = Path(SpotTrainC
     card: dict[str, Any] = {
         "name": "handspot", "step": int(c["step"]), "batch": train_cfg["batch"], "data": train_cfg["data"],
         "train_minutes": round(c["elapsed_s"] / 60, 1), "parameters": sum(p.numel() for p in net.parameters()),
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, CPU",
+        "machine": f"{_cpu_name()}, {train_cfg['threads']} torch threads",
         "date": time.strftime("%Y-%m-%d"),
     }
     if val is not None and Path(val).is_file():

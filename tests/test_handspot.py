@@ -100,12 +100,12 @@ def real_frames():
 
 def test_shipped_spotter_finds_the_palm_on_real_sr305_frames(real_frames):
     """The shipped network, trained on our renders only, on the 19 real frames: the spot lies
-    within 40 px of the hand-annotated palm centre (annotations ~10 px uncertain; the palm is
-    ~150 px across there) in at least 17 of them."""
+    within 35 px of the hand-annotated palm centre in every one, 20 px at the median
+    (annotations ~10 px uncertain; the palm is ~150 px across there; measured: 24 and 15 px)."""
     intr, frames = real_frames
     spotter = HandSpotter()
     errors = [float(np.linalg.norm(spotter(depth, intr).uv - uv)) for _, depth, uv in frames]
-    assert sum(e < 40.0 for e in errors) >= 17, errors
+    assert max(errors) < 35.0 and np.median(errors) < 20.0, errors   # px
 
 
 def test_spot_detection_is_centred_by_the_finder(real_frames):
@@ -159,7 +159,7 @@ def test_spotter_keeps_the_hand_among_nearer_objects_on_real_frames(real_frames)
             e = est(_with_boxes(depth, uv, intr), intr)
             hits += e.hand_found and float(np.linalg.norm(project(e.com_mm, intr)[:2] - uv)) < 40.0   # px
         on_hand[spot] = hits
-    assert on_hand[False] <= 6 and on_hand[True] >= 16, on_hand
+    assert on_hand[False] <= 6 and on_hand[True] >= 17, on_hand   # measured: 2 and 19 of 19
 
 
 def test_missing_spotter_weights_leave_detection_to_the_finder(real_frames, monkeypatch, caplog):
