@@ -32,7 +32,8 @@ step() { echo "== $(date -u +%H:%M:%S) $*"; }
 step "synthetic test split, crops (ensemble; one crop is the model card's)"
 $PY -m models.evaluate --model $M --json $R/test_rotations4.json
 step "the app's own finder on whole test frames"
-$PY -m models.evaluate --model $M --data data/synth_frames/test --detect --json $R/detect_test.json
+$PY -m models.evaluate --model $M --data data/synth_frames/test --detect --json $R/detect_test_spot.json
+$PY -m models.evaluate --model $M --data data/synth_frames/test --detect --no-spot --json $R/detect_test_nospot.json
 for r in 4 1; do
     step "through the pipeline, two passes, rotations $r"
     $PY -m models.evaluate --model $M --data data/synth_frames/test --rotations $r --json $R/frames_test_rotations$r.json
@@ -58,11 +59,12 @@ $PY -m models.evaluate --model $M --rotations 1 --max-frames 2000 --json $R/test
 $PY -m models.evaluate --model $E --data $DEMO --fit --json $R/demo_rotations4_fit.json
 $PY -m models.evaluate --model $E --data "$DEMO600" --fit --json $R/demo600_rotations4_fit.json
 $PY -m models.evaluate --model $E --data $NYU --fit --json $R/nyu1_rotations4_fit.json
-for fit in nofit fit; do   # whole frames: the pipeline from the generator's centres, and the app's own finder
+for fit in nofit fit; do   # whole frames: the pipeline from the generator's centres
     flag=$([ $fit = fit ] && echo --fit || true)
     $PY -m models.evaluate --model $M --data data/synth_frames/test $flag --json $R/frames_test_rotations4_$fit.json
-    $PY -m models.evaluate --model $M --data data/synth_frames/test --detect $flag --json $R/detect_test_$fit.json
 done
+# the app's own finder and spotter (detect_test.json, detect_test_nofit.json, detect_test_fit.json: sessions 10 and 12)
+$PY -m models.evaluate --model $M --data data/synth_frames/test --detect --fit --json $R/detect_test_spot_fit.json
 step "temporal refinement on the demo, without and with the fit"
 $PY -m app.refine_eval --json $R/refine_demo.json
 $PY -m app.refine_eval --fit --json $R/refine_demo_fit.json
