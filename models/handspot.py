@@ -450,8 +450,9 @@ def ship(run: Path, out: Path = WEIGHTS_PATH, val: Path | None = Path(SpotTrainC
     net.eval()
     card: dict[str, Any] = {
         "name": "handspot", "step": int(c["step"]), "batch": train_cfg["batch"], "data": train_cfg["data"],
+        "frames": int(len(np.load(train_cfg["data"])["st"])) if Path(train_cfg["data"]).is_file() else None,
         "train_minutes": round(c["elapsed_s"] / 60, 1), "parameters": sum(p.numel() for p in net.parameters()),
-        "machine": f"{_cpu_name()}, {train_cfg['threads']} torch threads",
+        "machine": f"{_cpu_name()}, torch threads: {train_cfg['threads']}",
         "date": time.strftime("%Y-%m-%d"),
     }
     if val is not None and Path(val).is_file():
