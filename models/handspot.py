@@ -3,7 +3,8 @@
     python -m models.handspot prepare --frames data/synth_frames/train    # whole frames -> small inputs
     python -m models.handspot train --steps 6000                           # resumable, runs/handspot
     python -m models.handspot ship                                         # models/weights/handspot.onnx
-    python -m models.handspot evaluate --frames data/synth_frames/val      # pixel and centre errors
+    python -m models.handspot evaluate --data data/handspot/val.npz        # the spot's errors
+    python -m models.handspot picture                                      # docs/handspot.png
 
 The hand finder (``models.handfind``) is geometry: the nearest object, the free end of the arm.
 It fails where those rules do not hold: a table edge or a cup nearer than the hand, an arm
@@ -469,6 +470,74 @@ def ship(run: Path, out: Path = WEIGHTS_PATH, val: Path | None = Path(SpotTrainC
     return card
 
 
+def picture(frames_dir: Path, real_dir: Path, count: int = 8, height: int = 200) -> np.ndarray:
+    """A BGR picture: the 19 annotated real SR305 frames' first four with the spot (red) and the
+    annotated palm centre (green), then the first ``count`` frames of ``frames_dir`` where the
+    finder's own first candidate (blue) lies more than 60 mm from the palm and the app's choice
+    with the spotter (red: the crop centre) within 60 mm of it (green: the true palm centre)."""
+    import cv2
+
+    from models.data import intrinsics_from_arrays, shard_paths
+    from models.estimator import Estimator, EstimatorConfig, load_predictor
+    from models.handfind import find_hands
+    from models.joints import palm_centre
+
+    def grey(depth: np.ndarray) -> np.ndarray:
+        near = np.clip((np.asarray(depth, np.float32) - 200.0) / 1300.0, 0.0, 1.0)
+        img = (255 * (1.0 - near)).astype(np.uint8)
+        img[~(np.asarray(depth) > 0)] = 0
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+    def mark(img: np.ndarray, uv: np.ndarray, colour: tuple[int, int, int]) -> None:
+        cv2.circle(img, (int(round(uv[0])), int(round(uv[1]))), max(4, img.shape[1] // 60), colour, 3)
+
+    def tile(img: np.ndarray, label: str) -> np.ndarray:
+        out = cv2.resize(img, (int(round(img.shape[1] * height / img.shape[0])), height), interpolation=cv2.INTER_AREA)
+        cv2.putText(out, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 255, 255), 1, cv2.LINE_AA)
+        return out
+
+    spotter = HandSpotter()
+    meta = json.loads((real_dir / "hand_centres.json").read_text())
+    k = meta["intrinsics"]
+    intr = Intrinsics(fx=k["fx"], fy=k["fy"], cx=k["cx"], cy=k["cy"], width=k["width"], height=k["height"],
+                      depth_scale=meta["depth_unit_mm"] / 1000.0)
+    top = []
+    for name, uv in list(meta["palm_centre_uv"].items())[::5]:
+        depth = cv2.imread(str(real_dir / name), cv2.IMREAD_UNCHANGED).astype(np.float32) * meta["depth_unit_mm"]
+        img = grey(depth)
+        mark(img, np.array(uv), (0, 200, 0))
+        mark(img, spotter(depth, intr).uv, (0, 0, 255))
+        top.append(tile(img, f"real SR305 {name}"))
+    est = Estimator(load_predictor(WEIGHTS_PATH.with_name("deephps.onnx"), "cpu"), EstimatorConfig(track=False))
+    rest = []
+    for path in shard_paths(frames_dir):
+        with np.load(path) as f:
+            z = {key: f[key] for key in ("frame", "intrinsics", "distortion", "coeffs", "joints_mm")}
+        for i in range(len(z["joints_mm"])):
+            fi = intrinsics_from_arrays(z["intrinsics"][i], z["distortion"][i], z["coeffs"][i])
+            depth = np.ascontiguousarray(z["frame"][i][:fi.height, :fi.width])
+            palm = palm_centre(z["joints_mm"][i].astype(np.float64))
+            first = find_hands(depth, fi, est.cfg.finder, 1)
+            if not first or np.linalg.norm(first[0].com_mm - palm) <= 60.0:
+                continue
+            est.reset()
+            e = est(depth, fi)
+            if not e.hand_found or np.linalg.norm(e.com_mm - palm) > 60.0:
+                continue
+            img = grey(depth)
+            mark(img, np.asarray(project(palm, fi))[:2], (0, 200, 0))
+            mark(img, first[0].com_uvd[:2], (255, 0, 0))
+            mark(img, np.asarray(project(e.com_mm, fi))[:2], (0, 0, 255))
+            rest.append(tile(img, f"{path.parent.name} frame {i}"))
+            if len(rest) >= count:
+                break
+        if len(rest) >= count:
+            break
+    rows = [np.hstack(top)] + [np.hstack(rest[j:j + 4]) for j in range(0, len(rest) - len(rest) % 4, 4)]
+    width = max(r.shape[1] for r in rows)
+    return np.vstack([np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.handspot", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -485,9 +554,19 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("evaluate", help="the shipped network on prepared frames")
     e.add_argument("--data", type=Path, default=Path(SpotTrainConfig.val))
     e.add_argument("--model", type=Path, default=WEIGHTS_PATH)
+    pic = sub.add_parser("picture", help="spots on real SR305 frames and on synthetic frames the finder got wrong")
+    pic.add_argument("--frames", type=Path, default=Path("data/synth_frames/val"))
+    pic.add_argument("--real", type=Path, default=Path("tests/data/sr305"))
+    pic.add_argument("--out", type=Path, default=Path("docs/handspot.png"))
     a = ap.parse_args(argv)
     try:
-        if a.command == "prepare":
+        if a.command == "picture":
+            import cv2
+
+            a.out.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(a.out), picture(a.frames, a.real))
+            print(f"wrote {a.out}")
+        elif a.command == "prepare":
             out = a.out or Path("data/handspot") / f"{a.frames.name}.npz"
             print(json.dumps(prepare(a.frames, out)))
         elif a.command == "train":
