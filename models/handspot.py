@@ -467,6 +467,10 @@ def ship(run: Path, out: Path = WEIGHTS_PATH, val: Path | None = Path(SpotTrainC
     for key, value in (("spot_config", json.dumps(asdict(net_cfg))), ("card", json.dumps(card))):
         model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(out))
+    if out == WEIGHTS_PATH:
+        from models.ship import write_cards
+
+        write_cards()
     return card
 
 

@@ -162,10 +162,32 @@ def write_cards() -> Path:
             "are the network on one crop (`python -m models.evaluate --rotations 1`); the app also runs each "
             "crop turned and averages (its rotation ensemble, 2-3 mm better: the project README, \"Results\").\n\n"
             "| file | method | version | steps x batch | train min | test joints mm | test vertices mm "
-            "| subset joints mm | size |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "| subset joints mm | size |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+            + _spotter_card())
     path = WEIGHTS_DIR / "README.md"
     path.write_text(text)
     return path
+
+
+def _spotter_card() -> str:
+    """The learnt hand spotter's card (``models/handspot.py``, in the ONNX file's metadata) as a
+    README section; empty without the file."""
+    import onnx
+
+    path = WEIGHTS_DIR / "handspot.onnx"
+    if not path.is_file():
+        return ""
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    c = json.loads(meta.get("card", "{}"))
+    v = c.get("val", {})
+    return ("\n## `handspot.onnx`: the learnt hand spotter\n\nWritten by `python -m models.handspot ship` "
+            "(card in the file's metadata, `models.handspot.HandSpotter(...).card`). Where the palm centre is in the "
+            "whole frame; the app checks its spot with the finder's candidates (project README, \"A learnt hand "
+            "spotter\").\n\n| steps x batch | training frames | train min | machine | parameters | validation: "
+            "within 5 % of the frame | median | size |\n|---|---|---|---|---|---|---|---|\n"
+            f"| {c.get('step')} x {c.get('batch')} | {c.get('frames')} | {c.get('train_minutes')} | {c.get('machine')} "
+            f"| {c.get('parameters', 0):,} | {100 * v.get('within5_pct', float('nan')):.1f} % "
+            f"| {v.get('median_pct')} % | {path.stat().st_size / 1e3:.0f} KB |\n")
 
 
 def main(argv: list[str] | None = None) -> int:
