@@ -266,15 +266,16 @@ def _shard_crops(crop_cfg: CropConfig, z: dict[str, np.ndarray], sl: slice, patc
 
 def detect_shards(predictor: Any, split: str | Path, max_frames: int | None = None,
                   recrop: bool = True, candidates: int = EstimatorConfig.candidates,
-                  rotations: int = EstimatorConfig.rotations, fit: bool = False, spot: bool = EstimatorConfig.spot
-                  ) -> tuple[Predictions, np.ndarray]:
+                  rotations: int = EstimatorConfig.rotations, fit: bool = False, spot: bool = EstimatorConfig.spot,
+                  track: bool = False) -> tuple[Predictions, np.ndarray]:
     """The whole pipeline on the whole frames of shards (``models.synth generate
     --full-frames``): the app's :class:`models.estimator.Estimator` finds the hand in each
     frame itself (detection only: the frames are independent, no tracking), where
     :func:`predict_shards` uses the generator's crops. Returns the predictions (frames where
     no hand is found are failures, as for recordings) and each frame's view (N,) int8
-    (``models.sampling.View``). candidates, rotations, spot: ``EstimatorConfig``'s."""
-    est = Estimator(predictor, EstimatorConfig(track=False, recrop=recrop, candidates=candidates, rotations=rotations,
+    (``models.sampling.View``). candidates, rotations, spot: ``EstimatorConfig``'s; track: the
+    frames in order as one sequence instead (each a jump of the hand: the tracked-hand logic)."""
+    est = Estimator(predictor, EstimatorConfig(track=track, recrop=recrop, candidates=candidates, rotations=rotations,
                                                fit=fit, spot=spot))
     layer = HandLayer()
     joints, labels, verts, label_verts, found, views = [], [], [], [], [], []
@@ -397,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candidates", type=int, default=EstimatorConfig.candidates,
                     help="objects the network checks when no hand is tracked (models.estimator, 'Which object is "
                          "the hand'; 1: the finder's first), for --detect and labelled sources")
+    ap.add_argument("--track", action="store_true",
+                    help="with --detect: the frames in order as one sequence, tracked (each frame a jump of the hand)")
     ap.add_argument("--no-spot", action="store_true",
                     help="detection without the learnt hand spotter (models.handspot): the finder's candidates alone")
     ap.add_argument("--rotations", type=int, default=EstimatorConfig.rotations,
@@ -416,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --detect needs shards with whole frames (`models.synth generate --full-frames`), "
               f"not {a.data}", file=sys.stderr)
         return 2
+    if a.track and not a.detect:
+        print("error: --track goes with --detect (tracking across whole frames)", file=sys.stderr)
+        return 2
     # Two passes as in the app wherever the whole frames are there to crop again.
     recrop = not a.single_pass and (not is_shards or shards_have_frames(a.data))
     print(f"passes: {2 if recrop else 1}" + ("" if recrop or a.single_pass else
@@ -433,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             views = None
             if is_shards and a.detect:
                 pred, views = detect_shards(predictor, a.data, a.max_frames, recrop=recrop, candidates=a.candidates,
-                                            rotations=a.rotations, fit=a.fit, spot=not a.no_spot)
+                                            rotations=a.rotations, fit=a.fit, spot=not a.no_spot, track=a.track)
             elif is_shards:
                 pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop, rotations=a.rotations,
                                       fit=a.fit)
@@ -454,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         if not is_shards or a.detect:
             r["candidates"] = a.candidates
             r["spot"] = not a.no_spot
+        if a.detect:
+            r["track"] = a.track
         if views is not None:
             r["finder"] = "detect"
             r["views"] = {View(v).name.lower(): summary_record(subset(pred, views == v), hand_vertex_mask().numpy())

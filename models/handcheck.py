@@ -24,8 +24,8 @@ keeps the one this score rates highest. Features of one candidate (:func:`candid
 * ``spare``: 1 for a spare starting point (``method`` "spare": the other ends of a blob).
 * ``log_spot``: log of the learnt spotter's belief that the palm centre is at the candidate's
   centre (:func:`models.handspot.spot_mass`, floored at ``SPOT_FLOOR``; the floor for every
-  candidate without the spotter). It has the largest weight: of the 1527 test frames with two
-  or more candidates, the score picks one within 60 mm of the palm in 1499 with it, 1340 of
+  candidate without the spotter). It has the largest weight: of the 1528 test frames with two
+  or more candidates, the score picks one within 60 mm of the palm in 1502 with it, 1340 of
   1488 without it (the spotter adds its own candidate too).
 
 Score = w · (features - mean) / scale + bias: the log-odds that the candidate lies within

@@ -361,3 +361,5 @@ def test_detect_needs_whole_frames(shard_dir, capsys):
 
     assert main(["--model", "none.pt", "--data", str(shard_dir / "train"), "--detect"]) == 2
     assert "--full-frames" in capsys.readouterr().err
+    assert main(["--model", "none.pt", "--data", str(shard_dir / "train"), "--track"]) == 2
+    assert "--track goes with --detect" in capsys.readouterr().err
