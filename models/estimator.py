@@ -104,18 +104,19 @@ frames with two or more candidates the score then picks one within 60 mm of the 
 
 While a hand is tracked, the finder's answer more than half a cube from it
 (``detection_agrees``) means another object or a hand that moved: the tracked object is
-checked the same way against the detection's candidates (the finder's and the spotter's, those
-on the tracked object left out). The tracked one counts as the first (the score's ``first``
-feature), so it stays unless a candidate rates higher still: the other hand or a cup coming
-nearer does not take the crop, and a hand that jumped (frames that are not a sequence, a
-dropped stretch of frames) is not lost to the table it left. When the tracker has lost the hand,
-the frame is detected as a first one, except that the finder's own answer, when the check
-keeps it, is cropped as while tracking (its first crop carries the palm). On the 1000
-validation frames run as one "sequence" (every frame a jump; ``python -m models.evaluate
---detect --track [--no-spot]``): 52.2 mm mean when only the
-finder's answer was checked against the tracked object and a lost hand took it unchecked,
-35.4 mm with every candidate, 19.3 mm with the spotter too (17.7 mm detecting each frame
-alone); the demo recording is unchanged (15.80 mm). An object turned down
+checked the same way against it and against the spotter's candidate (where that lies away
+from both). The tracked one counts as the first (the score's ``first`` feature), so it stays
+unless another rates higher still: the other hand or a cup coming nearer does not take the
+crop, and a hand that jumped (frames that are not a sequence, a dropped stretch of frames) is
+not lost to the table it left. When the tracker has lost the hand, the frame is detected as a
+first one, except that the finder's own answer, when the check keeps it, is cropped as while
+tracking (its first crop carries the palm). On the 1000 validation frames run as one
+"sequence" (every frame a jump; ``python -m models.evaluate --detect --track [--no-spot]``):
+52.2 mm mean when a lost hand took the finder's answer unchecked (session 12), 36.9 mm with
+the detection for a lost hand, 19.3 mm with the spotter too (17.7 mm detecting each frame
+alone); the demo recording is unchanged (15.80 mm). Checking every candidate of the detection
+against the tracked object gained nothing more (19.3 mm) and cost the demo 8 % of its frame
+rate (a second object beside the hand is checked in many frames). An object turned down
 is not checked again in the next frame while it stays within ``TURNED_DOWN_MM`` of where it
 was (the same crop would get the same answer): on the demo recording a second object next to
 the hand was checked in 12 frames running, each check costing eight network runs.
@@ -470,14 +471,15 @@ class Estimator:
         if turned_down is not None and np.linalg.norm(found.com_mm - turned_down) <= TURNED_DOWN_MM:
             self._turned_down = found.com_mm  # the object turned down last frame, where it was
             return tracked
-        # Another object: the tracked one stays unless the network finds one of the detection's
-        # candidates more of a hand (the hand jumped, or the frames are not a sequence).
+        # Another object: the tracked one stays unless the network finds the detection, or the
+        # spotter's candidate away from both, more of a hand (the hand jumped, or the frames are
+        # not a sequence).
         spot = self.spot(depth_mm, intr)
         rivals = [found]
-        if self._can_check():
-            rivals = [c for c in self.candidates(depth_mm, intr, spot) if not detection_agrees(c, tracked.com_mm, cube)]
-        if not rivals:
-            return tracked
+        spotted = None if spot is None else spot_detection(depth_mm, intr, spot, self.cfg.finder)
+        if spotted is not None and not detection_agrees(spotted, tracked.com_mm, cube) and \
+                np.linalg.norm(spotted.com_mm - found.com_mm) > SPOT_DISTINCT_MM:
+            rivals.append(spotted)
         chosen = self._checked_choice(depth_mm, intr, [tracked, *rivals], spot)
         if chosen is tracked:
             self._turned_down = found.com_mm

@@ -186,10 +186,9 @@ def test_missing_spotter_weights_leave_detection_to_the_finder(real_frames, monk
 def test_a_tracked_hand_that_jumps_is_found_again_among_nearer_objects(real_frames):
     """Tracking on frames that are not a sequence (the two real SR305 sequences interleaved, the
     boxes of the test above pasted in): each frame the hand is elsewhere and the tracker loses it
-    or follows the wrong object; detection with the spotter and all its candidates finds it again
-    (measured: 19 of 19 frames on the hand; 9 with the logic before session 13's last change,
-    where a lost hand went to the finder's first answer unchecked and only that answer was
-    checked against a tracked one)."""
+    or follows the wrong object; detection with the spotter finds it again (measured: 19 of 19
+    frames on the hand; 9 with session 12's logic, where a lost hand went to the finder's first
+    answer unchecked and only that answer was checked against a tracked one)."""
     from calib import project
     from models.estimator import Estimator, EstimatorConfig, load_predictor
 
