@@ -476,9 +476,8 @@ class Estimator:
         # not a sequence).
         spot = self.spot(depth_mm, intr)
         rivals = [found]
-        spotted = None if spot is None else spot_detection(depth_mm, intr, spot, self.cfg.finder)
-        if spotted is not None and not detection_agrees(spotted, tracked.com_mm, cube) and \
-                np.linalg.norm(spotted.com_mm - found.com_mm) > SPOT_DISTINCT_MM:
+        spotted = self._spotted(depth_mm, intr, spot, rivals)
+        if spotted is not None and not detection_agrees(spotted, tracked.com_mm, cube):
             rivals.append(spotted)
         chosen = self._checked_choice(depth_mm, intr, [tracked, *rivals], spot)
         if chosen is tracked:
@@ -521,11 +520,17 @@ class Estimator:
         centred within ``SPOT_DISTINCT_MM`` of it (only when the finder found something: the
         finder alone says "no hand")."""
         found = find_hands(depth_mm, intr, self.cfg.finder, self.cfg.candidates)
-        if found and spot is not None:
-            spotted = spot_detection(depth_mm, intr, spot, self.cfg.finder)
-            if spotted is not None and all(np.linalg.norm(spotted.com_mm - f.com_mm) > SPOT_DISTINCT_MM for f in found):
-                found.append(spotted)
-        return found
+        spotted = self._spotted(depth_mm, intr, spot, found) if found else None
+        return found if spotted is None else [*found, spotted]
+
+    def _spotted(self, depth_mm: np.ndarray, intr: Intrinsics, spot: Spot | None,
+                 others: list[HandDetection]) -> HandDetection | None:
+        """The spotter's candidate (:func:`models.handspot.spot_detection`), or None: no spot, no
+        surface there, or one of ``others`` centred within ``SPOT_DISTINCT_MM`` of it."""
+        spotted = None if spot is None else spot_detection(depth_mm, intr, spot, self.cfg.finder)
+        if spotted is None or any(np.linalg.norm(spotted.com_mm - o.com_mm) <= SPOT_DISTINCT_MM for o in others):
+            return None
+        return spotted
 
     def candidate_features(self, depth_mm: np.ndarray, intr: Intrinsics, found: HandDetection,
                            first: bool, spot: Spot | None = None) -> tuple[np.ndarray, _Checked]:

@@ -1,7 +1,7 @@
 """Where the hand is in a whole depth frame, learnt: ``python -m models.handspot``.
 
     python -m models.handspot prepare --frames data/synth_frames/train    # whole frames -> small inputs
-    python -m models.handspot train --steps 6000                           # resumable, runs/handspot
+    python -m models.handspot train                                        # resumable, runs/handspot
     python -m models.handspot ship                                         # models/weights/handspot.onnx
     python -m models.handspot evaluate --data data/handspot/val.npz        # the spot's errors
     python -m models.handspot picture                                      # docs/handspot.png
@@ -298,11 +298,18 @@ def prepare(frames_dir: Path, out: Path, cfg: SpotConfig = SpotConfig()) -> dict
 
 @dataclass(frozen=True)
 class SpotTrainConfig:
+    """How the spotter is trained (:func:`train`; the defaults are the shipped network's recipe,
+    which ran on one thread): data, val: :func:`prepare`'s files; out: the run directory
+    (``last.pt``, ``log.jsonl``, ``config.json``); AdamW with a cosine schedule from ``lr``;
+    seed: the initialisation and every batch (a function of the seed and the step, so a
+    resumed run sees the batches it would have seen); log_every: steps per log line (the
+    validation errors every ten); checkpoint_min: minutes between checkpoints."""
+
     data: str = "data/handspot/train.npz"
     val: str = "data/handspot/val.npz"
     out: str = "runs/handspot"
-    steps: int = 6000
-    batch: int = 64
+    steps: int = 15000
+    batch: int = 48
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0
