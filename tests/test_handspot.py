@@ -11,7 +11,7 @@ import pytest
 
 from calib import Intrinsics, backproject
 from models.handspot import (WEIGHTS_PATH, HandSpotter, Spot, SpotConfig, decode, spot_detection, spot_input,
-                             st_from_uv, start_point, target_cells, uv_from_st)
+                             spot_mass, st_from_uv, start_point, target_cells, uv_from_st)
 
 SR305 = Path(__file__).resolve().parent / "data" / "sr305"
 
@@ -61,6 +61,21 @@ def test_decode_recovers_the_point_between_cells():
     assert got[0] == pytest.approx(st[0], abs=1e-3 / cols)
     assert got[1] == pytest.approx(st[1], abs=1e-9)
     assert 0.5 < mass[0] < 1.0
+
+
+def test_spot_mass_sums_the_cells_around_a_pixel():
+    """The belief at a pixel: the softmax mass in the 3 x 3 cells around its cell (cut at the
+    grid's edge), 0 outside the frame."""
+    intr = _intr()                                   # 640 x 480: a cell is 20 x 20 px
+    probs = np.zeros(SpotConfig().grid)
+    probs[10, 20] = 0.5
+    probs[11, 21] = 0.25
+    probs[0, 0] = 0.25
+    spot = Spot(np.zeros(2), 0.0, probs)
+    assert spot_mass(spot, np.array([20 * 20 + 5.0, 10 * 20 + 5.0]), intr) == pytest.approx(0.75)
+    assert spot_mass(spot, np.array([22 * 20 + 5.0, 10 * 20 + 5.0]), intr) == pytest.approx(0.25)
+    assert spot_mass(spot, np.array([3.0, 3.0]), intr) == pytest.approx(0.25)
+    assert spot_mass(spot, np.array([-30.0, 3.0]), intr) == 0.0
 
 
 def test_pixel_and_normalised_coordinates_round_trip():
