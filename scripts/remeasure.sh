@@ -34,6 +34,9 @@ $PY -m models.evaluate --model $M --json $R/test_rotations4.json
 step "the app's own finder on whole test frames"
 $PY -m models.evaluate --model $M --data data/synth_frames/test --detect --json $R/detect_test_spot.json
 $PY -m models.evaluate --model $M --data data/synth_frames/test --detect --no-spot --json $R/detect_test_nospot.json
+step "the validation frames as one tracked sequence of jumps, with and without the spotter"
+$PY -m models.evaluate --model $E --data data/synth_frames/val --detect --track --json $R/detect_val_track.json
+$PY -m models.evaluate --model $E --data data/synth_frames/val --detect --track --no-spot --json $R/detect_val_track_nospot.json
 for r in 4 1; do
     step "through the pipeline, two passes, rotations $r"
     $PY -m models.evaluate --model $M --data data/synth_frames/test --rotations $r --json $R/frames_test_rotations$r.json
