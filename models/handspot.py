@@ -367,6 +367,11 @@ def train(cfg: SpotTrainConfig, net_cfg: SpotConfig = SpotConfig()) -> dict[str,
     (out / "config.json").write_text(json.dumps({"train": asdict(cfg), "net": asdict(net_cfg)}, indent=2))
     log = (out / "log.jsonl").open("a")
     t0 = t_ckpt = time.perf_counter()
+
+    def save(now: float) -> None:
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "elapsed_s": elapsed + now - t0, "net": asdict(net_cfg)}, ckpt)
+
     last: dict[str, Any] = {}
     total = 0.0
     net.train()
@@ -399,12 +404,10 @@ def train(cfg: SpotTrainConfig, net_cfg: SpotConfig = SpotConfig()) -> dict[str,
                 log.flush()
                 print(json.dumps(last), file=sys.stderr)
             if now - t_ckpt > cfg.checkpoint_min * 60 or step == cfg.steps:
-                torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                            "elapsed_s": elapsed + now - t0, "net": asdict(net_cfg)}, ckpt)
+                save(now)
                 t_ckpt = now
     except KeyboardInterrupt:
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "elapsed_s": elapsed + time.perf_counter() - t0, "net": asdict(net_cfg)}, ckpt)
+        save(time.perf_counter())
     log.close()
     return last
 
