@@ -75,10 +75,14 @@ class EngineGraph(nn.Module):
         self.fp16 = fp16
         if fp16:
             self.net.backbone.stages.half()
-            self.net.backbone.fc.half()
+            if self.net.backbone.fc is not None:
+                self.net.backbone.fc.half()
 
     def forward(self, patch: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.net.head(self.features(patch))
+        if self.net.cfg.dense:
+            out = self.net.head(self.pyramid(patch), patch)
+        else:
+            out = self.net.head(self.features(patch))
         joints = out.joints * self.half_mm
         if out.vertices is None:
             return (joints,)
@@ -95,6 +99,19 @@ class EngineGraph(nn.Module):
         x = backbone.volume(patch) if hasattr(backbone, "volume") else patch
         x = backbone.stem(x)
         return backbone.fc(backbone.stages(x.half())).float()
+
+    def pyramid(self, patch: torch.Tensor) -> list[torch.Tensor]:
+        """The dense methods' float32 pyramid (``Backbone2D.pyramid``); in fp16 the residual
+        stages run in fp16 and the decoder and votes in fp32."""
+        backbone = self.net.backbone
+        if not self.fp16:
+            return backbone.pyramid(patch)
+        x = backbone.stem(patch).half()
+        out = []
+        for stage in backbone.stages:
+            x = stage(x)
+            out.append(x.float())
+        return out
 
 
 class _NoLayer(nn.Module):

@@ -23,8 +23,11 @@ Shared parts:
   a 5^3 stride-2 stem and two residual stages (16^3 -> 8^3 -> 4^3), flattened, one hidden
   layer; optionally preceded by :class:`TSDFRefiner`, a residual 3D FCN at full resolution.
 * Heads: :class:`JointHead` (63 numbers: joints directly; SDNet, Hand3D, the "direct joints"
-  ablation) and :class:`ParamHead` (θ, α, β through :class:`models.hand_layer.HandLayer`;
-  DeepHPS, DeepModel, the "direct parameters" ablation).
+  ablation), :class:`ParamHead` (θ, α, β through :class:`models.hand_layer.HandLayer`;
+  DeepHPS, DeepModel, the "direct parameters" ablation), :class:`DenseHead` (a decoder back to
+  S/4 and per-cell votes for every joint; ``dense``) and :class:`DenseHPSHead` (both: the
+  votes' joints and DeepHPS's parameters and mesh; ``dense_hps``, which
+  :func:`warm_start` starts from a trained DeepHPS).
 
 The parameter head. Global rotation: the 6D representation (two columns, Gram-Schmidt;
 Zhou et al., CVPR 2019), continuous over all rotations, unlike axis-angle, which jumps at π
@@ -48,6 +51,7 @@ from torch.nn import functional as F
 
 from models.hand_layer import HandLayer
 from models.joints import NUM_JOINTS
+from models.losses import ANGLE_MARGIN_DEG, FINGER_CHAINS, anatomical_angle_thresholds
 from models.skeleton import ALPHA_DIM, ARTICULATION, BETA_DIM, BETA_NAMES, NUM_ARTICULATIONS, THETA_DIM, theta_limits
 from models.tsdf import GRID, TsdfLayer
 
@@ -65,7 +69,7 @@ def beta_bounds() -> tuple[np.ndarray, np.ndarray]:
     lo[size], hi[size] = SIZE_BETA_RANGE
     return lo, hi
 
-METHODS = ("deephps", "deepmodel", "direct_params", "direct_joints", "sdnet", "hand3d")
+METHODS = ("deephps", "deepmodel", "direct_params", "direct_joints", "sdnet", "hand3d", "dense", "dense_hps")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,10 @@ class NetConfig:
     direct_joints  2D CNN -> 63 numbers                               (SDNet's baseline)
     sdnet          2D CNN -> 63 numbers, trained with the skeleton difference (SDNet)
     hand3d         TSDF 32^3 [-> 3D refinement FCN] -> 3D CNN -> 63 numbers (Hand3D)
+    dense          2D CNN encoder-decoder -> per-cell joint weights and 3D offsets -> 63 numbers
+                   (pixel-wise voting, as A2J and dense 3D regression; :class:`DenseHead`)
+    dense_hps      dense's joints, and θ, α, β regressed from them and the pooled features
+                   -> hand layer -> mesh (:class:`DenseHPSHead`)
     """
 
     method: str = "deephps"
@@ -100,7 +108,11 @@ class NetConfig:
 
     @property
     def uses_layer(self) -> bool:
-        return self.method in ("deephps", "deepmodel", "direct_params")
+        return self.method in ("deephps", "deepmodel", "direct_params", "dense_hps")
+
+    @property
+    def dense(self) -> bool:
+        return self.method in ("dense", "dense_hps")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,6 +127,9 @@ class NetOutput(NamedTuple):
     alpha: torch.Tensor | None
     beta: torch.Tensor | None
     rotation: torch.Tensor | None
+    votes: torch.Tensor | None = None     # dense: (B, 21, N, 3) each cell's vote, normalised
+    weights: torch.Tensor | None = None   # dense: (B, 21, N) the softmax weight of each vote
+    layer_joints: torch.Tensor | None = None   # dense_hps: (B, 21, 3) the hand layer's joints
 
 
 class ResBlock(nn.Module):
@@ -141,16 +156,27 @@ class ResBlock(nn.Module):
 
 
 class Backbone2D(nn.Module):
-    """(B, 1, S, S) -> (B, hidden) features (module docstring)."""
+    """(B, 1, S, S) -> (B, hidden) features (module docstring); ``flatten=False`` leaves out the
+    fully connected layer for the dense head, which reads :meth:`pyramid`."""
 
-    def __init__(self, width: int, hidden: int, size: int) -> None:
+    def __init__(self, width: int, hidden: int, size: int, flatten: bool = True) -> None:
         super().__init__()
         w = width
         self.stem = nn.Sequential(nn.Conv2d(1, w, 5, 2, 2, bias=False), nn.BatchNorm2d(w), nn.ReLU())
         self.stages = nn.Sequential(ResBlock(w, 2 * w, 2), ResBlock(2 * w, 4 * w, 2),
                                     ResBlock(4 * w, 8 * w, 2), ResBlock(8 * w, 8 * w, 2))
         side = size // 32
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(8 * w * side * side, hidden), nn.ReLU())
+        self.fc = (nn.Sequential(nn.Flatten(), nn.Linear(8 * w * side * side, hidden), nn.ReLU())
+                   if flatten else None)
+
+    def pyramid(self, patch: torch.Tensor) -> list[torch.Tensor]:
+        """The four stages' outputs: S/4, S/8, S/16, S/32 px with 2w, 4w, 8w, 8w channels."""
+        x = self.stem(patch)
+        out = []
+        for stage in self.stages:
+            x = stage(x)
+            out.append(x)
+        return out
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
         return self.fc(self.stages(self.stem(patch)))
@@ -205,6 +231,52 @@ class JointHead(nn.Module):
     def forward(self, features: torch.Tensor) -> NetOutput:
         joints = self.out(features).view(-1, NUM_JOINTS, 3)
         return NetOutput(joints, None, None, None, None, None)
+
+
+class DenseHead(nn.Module):
+    """Pixel-wise voting: the backbone's pyramid -> joints (B, 21, 3) normalised.
+
+    A decoder (1x1 lateral convolutions, nearest 2x upsampling, a 3x3 convolution at each level)
+    brings the S/32 features back to a grid of N = (S/4)^2 cells (24 x 24 for S = 96, one cell
+    per 4 x 4 crop pixels, ~10 mm of a 250 mm cube). Each cell i votes for each joint j: its
+    anchor a_i (the cell centre's normalised crop coordinates u, v and the crop's mean depth
+    over the cell) plus a predicted offset o_ij; a softmax over the cells gives the weights
+    w_ij, and joint j = sum_i w_ij (a_i + o_ij) (A2J, Xiong et al. ICCV 2019; dense 3D
+    regression, Wan et al. CVPR 2018). Why: every cell sees the hand through the same
+    convolutions, so what is learnt at one place holds at another, where a fully connected
+    layer must learn each position anew. The votes and weights are returned for the loss
+    (``models.train``: the weighted vote error, which bounds the joint error from above).
+    """
+
+    def __init__(self, width: int, size: int, channels: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.lateral = nn.ModuleList(nn.Conv2d(c, channels, 1) for c in (8 * w, 8 * w, 4 * w, 2 * w))
+        self.smooth = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU())
+            for _ in range(3))
+        self.out = nn.Conv2d(channels, NUM_JOINTS * 4, 1)
+        with torch.no_grad():   # start with uniform weights and no offsets
+            self.out.weight.mul_(0.1)
+            self.out.bias.zero_()
+        cells = size // 4
+        centre = (torch.arange(cells, dtype=torch.float32) + 0.5) * (2.0 / cells) - 1.0
+        v, u = torch.meshgrid(centre, centre, indexing="ij")
+        self.register_buffer("anchor_uv", torch.stack((u, v), -1).reshape(-1, 2))   # (N, 2)
+
+    def forward(self, pyramid: list[torch.Tensor], patch: torch.Tensor) -> NetOutput:
+        x = self.lateral[0](pyramid[3])
+        for lateral, smooth, skip in zip(self.lateral[1:], self.smooth, pyramid[2::-1]):
+            x = smooth(F.interpolate(x, scale_factor=2.0, mode="nearest") + lateral(skip))
+        y = self.out(x).flatten(2)                                      # (B, 4J, N)
+        batch, n = y.shape[0], y.shape[2]
+        weights = torch.softmax(y[:, :NUM_JOINTS], -1)                  # (B, J, N)
+        offsets = y[:, NUM_JOINTS:].reshape(batch, 3, NUM_JOINTS, n).permute(0, 2, 3, 1)
+        depth = F.avg_pool2d(patch, 4).reshape(batch, n, 1)
+        anchors = torch.cat((self.anchor_uv.expand(batch, n, 2), depth), -1)   # (B, N, 3)
+        votes = anchors[:, None] + offsets                              # (B, J, N, 3)
+        joints = (weights[..., None] * votes).sum(2)
+        return NetOutput(joints, None, None, None, None, None, votes, weights)
 
 
 def rotation_from_6d(x: torch.Tensor) -> torch.Tensor:
@@ -268,6 +340,108 @@ class ParamHead(nn.Module):
         return NetOutput(out.joints / self.half, out.vertices / self.half, theta, alpha, beta, rotation)
 
 
+class DenseHPSHead(nn.Module):
+    """DeepHPS with a dense joint head beside it: :class:`DenseHead`'s joints, and DeepHPS's
+    fully connected layer (on the flattened S/32 features, as :class:`Backbone2D`, and on the
+    votes' joints, detached) -> :class:`ParamHead` -> θ, α, β -> hand layer -> mesh.
+
+    The output's ``joints`` are the votes', its ``vertices`` and ``layer_joints`` the layer's;
+    in eval mode (and so in the exported engines), where the votes' joints bend a finger
+    beyond its anatomical range (the evaluation's invalid-pose measure,
+    :func:`bends_beyond_limits`), the layer's joints instead: like DeepHPS, no output is an
+    impossible hand.
+    The votes' joints enter the parameter branch detached (the layer's losses do not pull the
+    votes); with their weights zero it is exactly DeepHPS, which is how
+    :func:`warm_start` starts it from a trained DeepHPS network.
+    """
+
+    def __init__(self, width: int, size: int, hidden: int, cube_mm: float, layer: HandLayer) -> None:
+        super().__init__()
+        side = size // 32
+        self.votes = DenseHead(width, size)
+        self.fc = nn.Sequential(nn.Linear(8 * width * side * side + NUM_JOINTS * 3, hidden), nn.ReLU())
+        self.params = ParamHead(hidden, bounded=True, fixed_shape=False, cube_mm=cube_mm, layer=layer)
+        self.register_buffer("chains", torch.as_tensor(FINGER_CHAINS), persistent=False)
+        self.register_buffer("max_bend_cos", max_bend_cosines(), persistent=False)
+
+    @property
+    def half(self) -> float:
+        return self.params.half
+
+    @property
+    def layer(self) -> nn.Module:
+        return self.params.layer
+
+    @layer.setter
+    def layer(self, value: nn.Module) -> None:   # export.model_export.ParamsGraph swaps it out
+        self.params.layer = value
+
+    def forward(self, pyramid: list[torch.Tensor], patch: torch.Tensor) -> NetOutput:
+        dense = self.votes(pyramid, patch)
+        features = torch.cat((pyramid[3].flatten(1), dense.joints.detach().flatten(1)), 1)
+        hps = self.params(self.fc(features))
+        joints = dense.joints
+        if not self.training:
+            beyond = bends_beyond_limits(joints, self.chains, self.max_bend_cos)
+            joints = torch.where(beyond[:, None, None], hps.joints, joints)
+        return hps._replace(joints=joints, votes=dense.votes, weights=dense.weights, layer_joints=hps.joints)
+
+
+def max_bend_cosines(margin_deg: float = ANGLE_MARGIN_DEG) -> torch.Tensor:
+    """(5, 3) float32: cos of each finger's bone pairs' largest bend + margin
+    (``models.losses.anatomical_angle_thresholds``, the evaluation's invalid-pose measure),
+    angles capped at π."""
+    angles = anatomical_angle_thresholds(math.radians(margin_deg)).clamp(max=math.pi)
+    return torch.cos(angles).reshape(5, 3).float()
+
+
+def bends_beyond_limits(joints: torch.Tensor, chains: torch.Tensor, max_bend_cos: torch.Tensor) -> torch.Tensor:
+    """(B, 21, 3) joints -> (B,) bool: a pair of consecutive bones along a finger
+    (``chains``: ``models.losses.FINGER_CHAINS``) bends further than allowed, i.e. the cosine
+    of the angle between them is at most ``max_bend_cos`` (:func:`max_bend_cosines`).
+    ``models.losses.invalid_poses`` in cosines: no atan2, so it exports to ONNX."""
+    points = joints[:, chains]                                         # (B, 5, 5, 3)
+    bones = points[:, :, 1:] - points[:, :, :-1]
+    unit = bones / torch.sqrt((bones * bones).sum(-1, keepdim=True) + 1e-12)
+    cos = (unit[:, :, :-1] * unit[:, :, 1:]).sum(-1)                   # (B, 5, 3)
+    return (cos <= max_bend_cos).flatten(1).any(1)
+
+
+def dense_hps_name(name: str) -> str:
+    """:func:`warm_start`: a DeepHPS parameter's name -> its name in ``dense_hps`` (the fully
+    connected layer moves into the head; the parameter head becomes ``head.params``)."""
+    if name.startswith("backbone.fc.1."):
+        return "head.fc.0." + name[len("backbone.fc.1."):]
+    if name.startswith("head."):
+        return "head.params." + name[len("head."):]
+    return name
+
+
+@torch.no_grad()
+def warm_start(net: nn.Module, source: dict[str, torch.Tensor]) -> list[str]:
+    """Copy a trained network's ``source`` state dict into ``net`` where names and shapes match;
+    a DeepHPS source into a ``dense_hps`` net also maps its fully connected layer and parameter
+    head (:func:`dense_hps_name`): the fully connected layer's columns of the flattened
+    features are copied, those of the votes' joints zeroed, so the parameter branch computes
+    what DeepHPS computed. Returns the names of ``net``'s state left as initialised."""
+    state = net.state_dict()
+    done = set()
+    for name, value in source.items():
+        target = dense_hps_name(name) if "head.fc.0.weight" in state and name not in state else name
+        if target not in state:
+            continue
+        dst = state[target]
+        if dst.shape == value.shape:
+            dst.copy_(value.to(dst.dtype))
+        elif target == "head.fc.0.weight" and dst.shape[0] == value.shape[0] and dst.shape[1] > value.shape[1]:
+            dst.zero_()
+            dst[:, :value.shape[1]] = value.to(dst.dtype)
+        else:
+            continue
+        done.add(target)
+    return [k for k in state if k not in done]
+
+
 class HandNet(nn.Module):
     """Backbone + head, configured by :class:`NetConfig`; ``forward(patch) -> NetOutput``."""
 
@@ -277,8 +451,12 @@ class HandNet(nn.Module):
         if cfg.method == "hand3d":
             self.backbone: nn.Module = Backbone3D(cfg.width, cfg.hidden, cfg.grid, cfg.refine_tsdf)
         else:
-            self.backbone = Backbone2D(cfg.width, cfg.hidden, cfg.crop_size)
-        if cfg.uses_layer:
+            self.backbone = Backbone2D(cfg.width, cfg.hidden, cfg.crop_size, flatten=not cfg.dense)
+        if cfg.method == "dense":
+            self.head = DenseHead(cfg.width, cfg.crop_size)
+        elif cfg.method == "dense_hps":
+            self.head = DenseHPSHead(cfg.width, cfg.crop_size, cfg.hidden, cube_mm, layer or HandLayer())
+        elif cfg.uses_layer:
             self.head: nn.Module = ParamHead(cfg.hidden, bounded=cfg.method != "deepmodel",
                                              fixed_shape=cfg.method == "deepmodel", cube_mm=cube_mm,
                                              layer=layer or HandLayer())
@@ -286,6 +464,8 @@ class HandNet(nn.Module):
             self.head = JointHead(cfg.hidden)
 
     def forward(self, patch: torch.Tensor) -> NetOutput:
+        if self.cfg.dense:
+            return self.head(self.backbone.pyramid(patch), patch)
         return self.head(self.backbone(patch))
 
 

@@ -8,7 +8,9 @@ One run lives in one directory (``--out``, default ``runs/<name>``):
     log.jsonl      one JSON object per log interval: step, samples, loss terms, learning rate,
                    samples/s, and (every ``--val-every`` steps) the validation errors in mm
 
-Running the same command again resumes from ``last.pt`` (same config required) and continues
+``--init W`` starts a new run from the weights W where names and shapes match
+(``models.nets.warm_start``: a trained DeepHPS into ``dense_hps``). Running the same command
+again resumes from ``last.pt`` (same config required) and continues
 to ``--steps``; raising ``--steps`` on a finished run trains it further (the cosine schedule is
 stretched to the new end). ``--minutes`` stops a run early after that much wall time (it stays
 resumable), ``--stop-at N`` at step N. Seeds: the network's initialisation and every batch (order and augmentation) are
@@ -25,6 +27,10 @@ Losses (``models/losses.py``), all in millimetres unless stated, on joints relat
     direct_joints  mean joint distance
     sdnet          mean joint distance + λ_sd · skeleton difference (dimensionless; λ_sd 1 mm)
     hand3d         mean joint distance
+    dense          mean joint distance + λ_vote · weighted vote error: Σ_i w_ij |a_i + o_ij − j_j|
+                   (mm; every cell's own vote, weighted as the joint weighs it, so the weights
+                   go to cells that vote well, not to any set whose mean happens to be right)
+    dense_hps      as dense, + the layer's mean joint distance + λ_v · mean hand-vertex distance
 """
 from __future__ import annotations
 
@@ -47,7 +53,7 @@ from models.data import AugmentConfig, Batch, make_loader, set_epoch
 from models.hand_layer import HandLayer
 from models.handmesh import ASSET_PATH
 from models.losses import anatomical_angle_thresholds, limit_loss, skeleton_difference_loss
-from models.nets import METHODS, HandNet, NetConfig, NetOutput, count_parameters
+from models.nets import METHODS, HandNet, NetConfig, NetOutput, count_parameters, warm_start
 from models.skeleton import ARTICULATION, theta_limits
 
 #: The augmentation used for every network (scale off: the data spans hand sizes 118-232 mm and
@@ -71,6 +77,7 @@ class TrainConfig:
     vertex_weight: float = 0.5
     limit_weight: float = 10.0      # mm per radian outside the limits
     sd_weight: float = 1.0          # mm per unit of SDNet's skeleton difference
+    vote_weight: float = 0.5        # dense: weight of the weighted vote error (mm per mm)
     val_every: int = 500
     val_frames: int = 1000
     log_every: int = 50
@@ -79,6 +86,7 @@ class TrainConfig:
     stop_at: int = 0                # > 0: stop (resumable) at this step, the schedule unchanged
     augment: int = 1                # 0: no augmentation (tests, overfitting checks)
     recentre: float = 0.0           # share of crops re-centred on the true palm (AugmentConfig.recentre_prob)
+    init: str = ""                  # a new run starts from these weights (models.nets.warm_start)
     device: str = "auto"
 
 
@@ -135,7 +143,10 @@ def compute_losses(method: str, out: NetOutput, tgt: Targets, cfg: TrainConfig, 
         return terms
     terms["joints_mm"] = joints_mm
     total = joints_mm
-    if method == "deephps" and cfg.vertex_weight > 0:
+    if method == "dense_hps":
+        terms["layer_joints_mm"] = mean_distance_mm(out.layer_joints, tgt.joints, tgt.half)
+        total = total + terms["layer_joints_mm"]
+    if method in ("deephps", "dense_hps") and cfg.vertex_weight > 0:
         m = vertex_mask.to(out.vertices.device)
         terms["vertices_mm"] = mean_distance_mm(out.vertices[:, m], tgt.vertices[:, m], tgt.half, tgt.valid)
         total = total + cfg.vertex_weight * terms["vertices_mm"]
@@ -146,6 +157,10 @@ def compute_losses(method: str, out: NetOutput, tgt: Targets, cfg: TrainConfig, 
         sd = skeleton_difference_loss(out.joints * tgt.half, tgt.joints * tgt.half, 1.0, 1.0, thresholds)
         terms["skeleton_difference"] = sd.total
         total = total + cfg.sd_weight * sd.total
+    if method in ("dense", "dense_hps") and cfg.vote_weight > 0:
+        d = torch.linalg.vector_norm((out.votes - tgt.joints[:, :, None]) * tgt.half[:, :, None], dim=-1)
+        terms["votes_mm"] = (out.weights * d).sum(-1).mean()
+        total = total + cfg.vote_weight * terms["votes_mm"]
     terms["total"] = total
     return terms
 
@@ -314,6 +329,11 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
         print(f"resuming {out_dir} at step {step} ({elapsed / 60:.1f} min trained)", file=sys.stderr)
+    elif cfg.init:
+        source = torch.load(cfg.init, map_location=device, weights_only=True)
+        left = warm_start(net, {k: v.float() if v.is_floating_point() else v for k, v in source["model"].items()})
+        print(f"started from {cfg.init}; {len(left)} tensors of {len(net.state_dict())} as initialised",
+              file=sys.stderr)
     print(f"{cfg.name}: {net_cfg.method}, {count_parameters(net):,} parameters, device {device}, "
           f"batch {cfg.batch}, steps {cfg.steps}", file=sys.stderr)
 
@@ -341,7 +361,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
             for batch in loader:
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(step, cfg)
-                tgt = Targets(batch, layer, device, net_cfg.method == "deephps")
+                tgt = Targets(batch, layer, device, net_cfg.method in ("deephps", "dense_hps"))
                 out = net(batch.patch.to(device, memory_format=fmt))
                 terms = compute_losses(net_cfg.method, out, tgt, cfg, vertex_mask, lo, hi, thresholds)
                 opt.zero_grad(set_to_none=True)

@@ -23,7 +23,7 @@ from export.runtime import Engine  # noqa: E402
 from models.nets import count_parameters  # noqa: E402
 
 ORDER = ("deephps", "deepmodel", "deepmodel_nolimit", "direct_params", "direct_joints", "sdnet", "hand3d",
-         "hand3d_refine")
+         "hand3d_refine", "dense")
 WHAT = {
     "deephps": "DeepHPS: θ, α, β → hand layer (joints + mesh)",
     "deepmodel": "DeepModel: θ → FK, template bones, limit loss",
@@ -33,6 +33,7 @@ WHAT = {
     "sdnet": "SDNet: direct joints + skeleton difference (weight 1)",
     "hand3d": "Hand3D: TSDF 32³ → 3D CNN",
     "hand3d_refine": "Hand3D with the TSDF refinement FCN",
+    "dense": "dense: per-cell votes (A2J-style), trained from scratch",
 }
 
 

@@ -78,7 +78,7 @@ def random_net(method: str, seed: int = 0) -> HandNet:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
         if net.cfg.uses_layer:  # bounded by sigmoids: poses stay within the limits
-            net.head.out.weight.mul_(100.0)
+            getattr(net.head, "params", net.head).out.weight.mul_(100.0)   # dense_hps: head.params
     return net.eval()
 
 
@@ -164,6 +164,21 @@ def test_fp16_engine_is_within_half_a_millimetre(deephps, deephps_fp16, crops):
         worst_v = max(worst_v, float(np.linalg.norm(out.vertices_mm[0] - vertices[k], axis=-1).max()))
     assert worst_j < 0.5 and worst_v < 0.5  # mm
     assert worst_j > 0.0  # the weights really are fp16
+
+
+def test_dense_hps_engines_match_torch(build, crops):
+    """The dense methods' graph (decoder, votes, and the layer beside them) in ONNX: fp32 within
+    0.01 mm of torch, fp16 within 0.5 mm, joints and vertices."""
+    net = random_net("dense_hps", seed=2)
+    joints, vertices = torch_mm(net, crops[:20])
+    assert np.ptp(joints[:, 8, :], axis=0).max() > 1.0  # mm: the votes differ between crops
+    for fp16, tol in ((False, 0.01), (True, 0.5)):
+        engine = Engine(export_engine(net, build / variant_filename("dense_hps", fp16=fp16), INFO, fp16=fp16),
+                        provider="cpu", log=None)
+        for k in range(20):
+            out = engine.run(crops[k:k + 1])
+            np.testing.assert_allclose(out.joints_mm[0], joints[k], rtol=0, atol=tol)  # mm
+            np.testing.assert_allclose(out.vertices_mm[0], vertices[k], rtol=0, atol=tol)  # mm
 
 
 def test_fp16_file_holds_fp16_weights(deephps_static, deephps_fp16):

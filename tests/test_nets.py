@@ -66,10 +66,154 @@ def test_every_method_builds_and_runs(method):
     out = net(torch.rand(2, 1, 96, 96) * 2 - 1)
     assert out.joints.shape == (2, 21, 3) and torch.isfinite(out.joints).all()
     assert (out.vertices is not None) == NetConfig(method=method).uses_layer
-    # Sizes the README states: about 0.9 M parameters and 29 M multiply-adds for the 2D nets.
-    if method != "hand3d":
+    # Sizes the README states: about 0.9 M parameters and 29 M multiply-adds for the 2D nets,
+    # 0.66 M and 38 M for the dense head (no fully connected layer, a decoder to 24 x 24);
+    # 0.98 M and 38 M with DeepHPS's fully connected layer and parameter head beside it.
+    if method == "dense":
+        assert 0.6e6 < count_parameters(net) < 0.7e6
+        assert 37e6 < multiply_adds(net) < 39e6
+    elif method == "dense_hps":
+        assert 0.95e6 < count_parameters(net) < 1.0e6
+        assert 38e6 < multiply_adds(net) < 39e6
+    elif method != "hand3d":
         assert 0.85e6 < count_parameters(net) < 1.0e6
         assert 28e6 < multiply_adds(net) < 30e6
+
+
+def test_dense_head_is_the_weighted_mean_of_its_votes():
+    """Joint j = sum_i w_ij (a_i + o_ij), with a_i = (cell centre u, v, mean crop depth over
+    the cell): with zero offsets and all weight on one cell, the joint is that cell's anchor."""
+    torch.manual_seed(0)
+    net = HandNet(NetConfig(method="dense")).eval()
+    head = net.head
+    # 24 x 24 cells of 4 px over [-1, 1]: cell (row 2, column 5) is centred at u = -1 + 5.5 / 12.
+    assert head.anchor_uv.shape == (576, 2)
+    assert torch.allclose(head.anchor_uv[2 * 24 + 5], torch.tensor([-1 + 5.5 / 12, -1 + 2.5 / 12]))
+    with torch.no_grad():
+        head.out.weight.zero_()
+        head.out.bias.zero_()
+        head.out.bias[3] = 50.0          # joint 3's logit: the same in every cell, so uniform
+    patch = torch.ones(1, 1, 96, 96)
+    patch[0, 0, 8:12, 20:24] = -0.5      # the cell at row 2, column 5 is nearer
+    out = net(patch)
+    # Uniform weights and no offsets: every joint is the mean anchor.
+    mean_depth = (1.0 * 575 - 0.5) / 576
+    assert torch.allclose(out.joints[0, 3], torch.tensor([0.0, 0.0, mean_depth]), atol=1e-5)
+    assert torch.allclose(out.weights.sum(-1), torch.ones(1, 21))
+    # All of joint 0's weight on one cell: the joint is that cell's anchor plus its offset.
+    with torch.no_grad():
+        out2 = head(net.backbone.pyramid(patch), patch)
+    logits = torch.full((1, 21, 576), -1e4)
+    logits[0, 0, 2 * 24 + 5] = 0.0
+    w = torch.softmax(logits, -1)
+    j = (w[..., None] * out2.votes).sum(2)
+    assert torch.allclose(j[0, 0], torch.tensor([-1 + 5.5 / 12, -1 + 2.5 / 12, -0.5]), atol=1e-6)
+
+
+def test_warm_start_makes_dense_hps_compute_what_deephps_computed():
+    """A trained DeepHPS copied into dense_hps (models.nets.warm_start): the layer branch gives
+    the same joints and mesh, to float rounding; only the vote head is left as initialised."""
+    from models.nets import warm_start
+
+    torch.manual_seed(0)
+    src = HandNet(NetConfig(method="deephps")).eval()
+    with torch.no_grad():
+        src.head.out.weight.mul_(30.0)   # poses that differ from crop to crop
+    net = HandNet(NetConfig(method="dense_hps")).eval()
+    left = warm_start(net, src.state_dict())
+    assert left and all(k.startswith("head.votes.") for k in left)
+    x = torch.rand(4, 1, 96, 96) * 2 - 1
+    with torch.no_grad():
+        a, b = src(x), net(x)
+    assert float((a.joints[0] - a.joints[1]).abs().max()) * 125 > 1.0   # mm
+    assert torch.allclose(b.layer_joints, a.joints, atol=1e-6)
+    assert torch.allclose(b.vertices, a.vertices, atol=1e-6)
+    votes = (b.weights[..., None] * b.votes).sum(2)
+    assert not torch.allclose(votes, a.joints, atol=1e-3)   # the votes' joints are its own
+
+
+def test_bends_beyond_limits_is_the_evaluations_invalid_pose_measure(layer):
+    """The graph's check (cosines) flags the same hands as models.losses.invalid_poses (angles),
+    on valid hands and on hands with fingers bent backwards by 0-150 degrees at one joint."""
+    from models.losses import invalid_poses
+    from models.nets import bends_beyond_limits, max_bend_cosines
+
+    rng = np.random.default_rng(0)
+    lo, hi = theta_limits()
+    n = 200
+    theta = np.zeros((n, 26))
+    theta[:, ARTICULATION] = rng.uniform(lo[ARTICULATION], hi[ARTICULATION], (n, 20))
+    with torch.no_grad():
+        joints = layer(torch.as_tensor(theta, dtype=torch.float32)).joints.double().numpy()
+    # Break half of them: a finger's tip (joints 4, 8, ... 20) turned about its DIP.
+    for k in range(0, n, 2):
+        tip = 4 * rng.integers(1, 6)
+        angle = math.radians(rng.uniform(0.0, 150.0))
+        c, s_ = math.cos(angle), math.sin(angle)
+        rel = joints[k, tip] - joints[k, tip - 1]
+        joints[k, tip] = joints[k, tip - 1] + np.array([rel[0], c * rel[1] - s_ * rel[2], s_ * rel[1] + c * rel[2]])
+    expected = invalid_poses(joints)
+    assert 20 < expected.sum() < 100     # both kinds are there
+    from models.losses import FINGER_CHAINS
+    got = bends_beyond_limits(torch.as_tensor(joints), torch.as_tensor(FINGER_CHAINS), max_bend_cosines().double())
+    assert (got.numpy() == expected).all()
+
+
+def test_dense_hps_in_eval_mode_falls_back_to_the_layers_joints(layer):
+    """Where the votes' joints are an impossible hand, the output is the layer's (always valid);
+    elsewhere the votes'. In training the votes' joints are always the output (the loss is theirs)."""
+    from models.losses import invalid_poses
+    from models.nets import NetOutput
+
+    torch.manual_seed(1)
+    net = HandNet(NetConfig(method="dense_hps"))
+    # The votes replaced by known hands: four valid ones, and the same with the index finger's
+    # tip folded backwards by 120 degrees about its DIP.
+    with torch.no_grad():
+        theta = np.stack([named_theta(n, translation=(0.0, 0.0, 0.0)) for n in ("fist", "point", "pinch", "relaxed")])
+        hands = layer(torch.as_tensor(theta, dtype=torch.float32)).joints / 125.0
+    broken = hands.clone()
+    rel = broken[:, 8] - broken[:, 7]
+    c, s_ = math.cos(math.radians(120)), math.sin(math.radians(120))
+    broken[:, 8] = broken[:, 7] + torch.stack((rel[:, 0], c * rel[:, 1] - s_ * rel[:, 2], s_ * rel[:, 1] + c * rel[:, 2]), -1)
+    votes = torch.cat((hands, broken))
+    assert invalid_poses(votes.double().numpy() * 125.0).tolist() == [False] * 4 + [True] * 4
+
+    class Known(torch.nn.Module):
+        def forward(self, pyramid, patch):
+            return NetOutput(votes, None, None, None, None, None, votes[:, :, None], torch.ones(8, 21, 1))
+
+    net.head.votes = Known()
+    x = torch.rand(8, 1, 96, 96) * 2 - 1
+    with torch.no_grad():
+        out = net.eval()(x)
+        trained = net.train()(x)
+    assert torch.equal(out.joints[:4], hands)
+    assert torch.equal(out.joints[4:], out.layer_joints[4:])
+    assert torch.equal(trained.joints, votes)
+
+
+def test_dense_vote_loss_hand_computed():
+    """votes_mm = mean over joints of sum_i w_ij |vote_ij - joint_j| in mm: two cells, one joint
+    off by 10 mm in x with weight 0.25 and by 0 with 0.75 -> 2.5 mm (cube 250 mm: half 125)."""
+    from models.nets import NetOutput
+    from models.train import compute_losses
+
+    votes = torch.zeros(1, 21, 2, 3)
+    votes[0, :, 0, 0] = 10.0 / 125.0
+    weights = torch.tensor([0.25, 0.75]).expand(1, 21, 2)
+    joints = (weights[..., None] * votes).sum(2)       # 2.5 mm off in x
+    out = NetOutput(joints, None, None, None, None, None, votes, weights)
+
+    class Tgt:
+        half = torch.tensor([125.0])[:, None, None]
+        joints = torch.zeros(1, 21, 3)
+
+    terms = compute_losses("dense", out, Tgt(), TrainConfig(vote_weight=0.5), torch.ones(1, dtype=torch.bool),
+                           None, None, None)
+    assert float(terms["joints_mm"]) == pytest.approx(2.5, abs=1e-5)
+    assert float(terms["votes_mm"]) == pytest.approx(0.25 * 10.0, abs=1e-5)
+    assert float(terms["total"]) == pytest.approx(2.5 + 0.5 * 2.5, abs=1e-5)
 
 
 def test_bounded_head_stays_inside_the_joint_limits():
