@@ -12,7 +12,9 @@ refreshes ``models/weights/README.md`` (every card as a table). ``--engine`` als
 static batch-1 ONNX engine ``models/weights/<name>.onnx`` (``export``), the one the app loads.
 
 The card: name, method, version (training step and date), what it learnt from (split, frames,
-generator commit, augmentation), how (steps, batch, samples, optimiser, time, machine), and its
+generator commit, augmentation), how (steps, batch, samples, optimiser, time, machine; for a run started
+from other weights, ``models.train --init``, what they were under ``training.before``, and the
+version counts both runs' steps), and its
 numbers on the synthetic test split (``models.evaluate``: all 10,000 frames) and on the fixed
 subset ``tests/data/synth_test_subset.npz`` (256 test frames shipped with the tests, so a clone
 without data/ can check that the shipped weights reproduce them).
@@ -83,13 +85,36 @@ def _commit(path: str) -> str:
     return g.read_text().strip() if g.is_file() else "unknown"
 
 
-def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subset: dict[str, float]) -> dict[str, Any]:
+def init_summary(init: str | None) -> dict[str, Any] | None:
+    """What a run started from (``models.train --init``): the weights file and, from its card,
+    its version, steps, crops and minutes; None for a run from scratch. Read before shipping,
+    which may overwrite that file."""
+    if not init:
+        return None
+    out: dict[str, Any] = {"from": str(init)}
+    path = Path(init)
+    if path.is_file():
+        c = torch.load(path, map_location="cpu", weights_only=True).get("card") or {}
+        tr = c.get("training", {})
+        before = tr.get("before") or {}
+        out.update(version=c.get("version"), data=c.get("data", {}).get("train"),
+                   steps=tr.get("steps", 0) + before.get("steps", 0),
+                   samples=tr.get("samples", 0) + before.get("samples", 0),
+                   minutes=round(tr.get("minutes", 0.0) + before.get("minutes", 0.0), 1))
+    return out
+
+
+def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subset: dict[str, float],
+              before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``before``: :func:`init_summary` of the weights the run started from; the version then
+    counts its steps too."""
     from models.train import train_augment
 
     train = ckpt["train"]
     step = int(ckpt["step"])
+    total = step + int((before or {}).get("steps", 0))
     card = {
-        "name": name, "method": ckpt["net"]["method"], "version": f"step{step}-{time.strftime('%Y%m%d')}",
+        "name": name, "method": ckpt["net"]["method"], "version": f"step{total}-{time.strftime('%Y%m%d')}",
         "net": ckpt["net"],
         "data": {"train": train["train"], "generator_commit": _commit(train["train"]),
                  "augmentation": (dict(vars(train_augment(train.get("recentre", 0.0))))
@@ -103,6 +128,8 @@ def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subs
         "subset": subset,
         "batchnorm": f"statistics recomputed over {BN_BATCHES} x 64 augmented training crops",
     }
+    if before is not None:
+        card["training"]["before"] = before
     if test is not None:
         card["test"] = {k: test[k] for k in ("frames", "mean_mm", "median_mm", "vertices_mm", "success", "auc",
                                              "invalid_pose", "bone_error_mm") if k in test}
@@ -119,6 +146,7 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
     from models.train import recompute_batchnorm, training_patches
 
     ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    before = init_summary(ckpt["train"].get("init"))
     net = HandNet(NetConfig(**ckpt["net"]))
     net.load_state_dict(ckpt["model"])
     recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES,
@@ -133,7 +161,7 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
         test = summary_record(predict_shards(predictor, test_split, max_frames), hand_vertex_mask().numpy())
     # Names are unique across folders (the engines' metadata and file names come from them).
     card_name = name if out_dir.resolve() == WEIGHTS_DIR.resolve() else f"{out_dir.name}-{name}"
-    card = make_card(card_name, ckpt, test, subset_metrics(predictor))
+    card = make_card(card_name, ckpt, test, subset_metrics(predictor), before)
     torch.save({"net": ckpt["net"], "model": state, "card": card}, out)
     if engine:
         from export.model_export import export_engine, load_for_export
@@ -153,8 +181,10 @@ def write_cards() -> Path:
             continue
         t, tr = c.get("test", {}), c["training"]
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        rows.append(f"| `{p.relative_to(WEIGHTS_DIR)}` | {c['method']} | {c['version']} | {tr['steps']} x {tr['batch']} "
-                    f"({tr['samples']:,} crops) | {tr['minutes']} | "
+        b = tr.get("before") or {"steps": 0, "samples": 0, "minutes": 0.0}
+        steps = f"{b['steps']} + {tr['steps']}" if b["steps"] else f"{tr['steps']}"
+        rows.append(f"| `{p.relative_to(WEIGHTS_DIR)}` | {c['method']} | {c['version']} | {steps} x {tr['batch']} "
+                    f"({tr['samples'] + b['samples']:,} crops) | {round(tr['minutes'] + b['minutes'], 1)} | "
                     f"{fmt(t.get('mean_mm'))} | {fmt(t.get('vertices_mm'))} | "
                     f"{c['subset']['mean_mm']:.2f} | {p.stat().st_size / 1e6:.1f} MB |")
     text = ("# Shipped weights\n\nWritten by `python -m models.ship`; each `.pt` holds its full card "

@@ -323,6 +323,27 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(shard_dir, tmp_pa
     assert not net.training and net.cfg.method == "deephps"
 
 
+def test_init_starts_a_new_run_from_other_weights(shard_dir, tmp_path):
+    """--init: a new run starts from the given weights (no steps: its checkpoint is them), a
+    resumed run ignores it, and the shipped card counts the steps before (models.ship)."""
+    from models.ship import init_summary
+
+    _train(shard_dir, tmp_path / "a", 4)
+    _train(shard_dir, tmp_path / "b", 0, extra=("--init", str(tmp_path / "a" / "last.pt")))
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    fresh = HandNet(NetConfig(method="deephps", width=8, hidden=64)).state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert any(not torch.equal(a[k], fresh[k]) for k in a if a[k].is_floating_point())
+    card = {"version": "step5-x", "data": {"train": "d"},
+            "training": {"steps": 5, "samples": 320, "minutes": 1.5, "before": {"steps": 10, "samples": 640, "minutes": 2.0}}}
+    torch.save({"card": card}, tmp_path / "w.pt")
+    s = init_summary(str(tmp_path / "w.pt"))
+    assert (s["steps"], s["samples"], s["minutes"], s["version"]) == (15, 960, 3.5, "step5-x")
+    assert init_summary("") is None
+
+
 def test_resume_refuses_another_network(shard_dir, tmp_path):
     _train(shard_dir, tmp_path / "run", 1)
     args = ["--method", "sdnet", "--train", str(shard_dir / "train"), "--val", "", "--steps", "2", "--batch", "8",
