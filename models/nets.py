@@ -84,8 +84,8 @@ class NetConfig:
     hand3d         TSDF 32^3 [-> 3D refinement FCN] -> 3D CNN -> 63 numbers (Hand3D)
     dense          2D CNN encoder-decoder -> per-cell joint weights and 3D offsets -> 63 numbers
                    (pixel-wise voting, as A2J and dense 3D regression; :class:`DenseHead`)
-    dense_hps      dense's joints, and θ, α, β regressed from them and the pooled features
-                   -> hand layer -> mesh (:class:`DenseHPSHead`)
+    dense_hps      dense's joints, and θ, α, β regressed from the flattened features and
+                   those joints -> hand layer -> mesh (:class:`DenseHPSHead`)
     """
 
     method: str = "deephps"

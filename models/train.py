@@ -330,7 +330,11 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
         step, elapsed = int(ckpt["step"]), float(ckpt["elapsed_s"])
         print(f"resuming {out_dir} at step {step} ({elapsed / 60:.1f} min trained)", file=sys.stderr)
     elif cfg.init:
+        if not Path(cfg.init).is_file():
+            raise FileNotFoundError(f"--init: weights file not found: {cfg.init}")
         source = torch.load(cfg.init, map_location=device, weights_only=True)
+        if not isinstance(source, dict) or "model" not in source:
+            raise ValueError(f"--init {cfg.init}: expected a checkpoint or weights file with 'model'")
         left = warm_start(net, {k: v.float() if v.is_floating_point() else v for k, v in source["model"].items()})
         print(f"started from {cfg.init}; {len(left)} tensors of {len(net.state_dict())} as initialised",
               file=sys.stderr)
