@@ -60,6 +60,9 @@ from models.skeleton import ARTICULATION, theta_limits
 #: a scaled scene would break the mesh labels, see models.data.scale).
 TRAIN_AUGMENT = AugmentConfig(scale_prob=0.0)
 
+#: The methods trained on the hand's vertices too (module docstring).
+VERTEX_LOSS_METHODS = ("deephps", "dense_hps")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -143,10 +146,10 @@ def compute_losses(method: str, out: NetOutput, tgt: Targets, cfg: TrainConfig, 
         return terms
     terms["joints_mm"] = joints_mm
     total = joints_mm
-    if method == "dense_hps":
+    if out.layer_joints is not None:      # dense_hps: the hand layer's joints beside the votes'
         terms["layer_joints_mm"] = mean_distance_mm(out.layer_joints, tgt.joints, tgt.half)
         total = total + terms["layer_joints_mm"]
-    if method in ("deephps", "dense_hps") and cfg.vertex_weight > 0:
+    if method in VERTEX_LOSS_METHODS and cfg.vertex_weight > 0:
         m = vertex_mask.to(out.vertices.device)
         terms["vertices_mm"] = mean_distance_mm(out.vertices[:, m], tgt.vertices[:, m], tgt.half, tgt.valid)
         total = total + cfg.vertex_weight * terms["vertices_mm"]
@@ -157,7 +160,7 @@ def compute_losses(method: str, out: NetOutput, tgt: Targets, cfg: TrainConfig, 
         sd = skeleton_difference_loss(out.joints * tgt.half, tgt.joints * tgt.half, 1.0, 1.0, thresholds)
         terms["skeleton_difference"] = sd.total
         total = total + cfg.sd_weight * sd.total
-    if method in ("dense", "dense_hps") and cfg.vote_weight > 0:
+    if out.votes is not None and cfg.vote_weight > 0:
         d = torch.linalg.vector_norm((out.votes - tgt.joints[:, :, None]) * tgt.half[:, :, None], dim=-1)
         terms["votes_mm"] = (out.weights * d).sum(-1).mean()
         total = total + cfg.vote_weight * terms["votes_mm"]
@@ -365,7 +368,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
             for batch in loader:
                 for g in opt.param_groups:
                     g["lr"] = learning_rate(step, cfg)
-                tgt = Targets(batch, layer, device, net_cfg.method in ("deephps", "dense_hps"))
+                tgt = Targets(batch, layer, device, net_cfg.method in VERTEX_LOSS_METHODS)
                 out = net(batch.patch.to(device, memory_format=fmt))
                 terms = compute_losses(net_cfg.method, out, tgt, cfg, vertex_mask, lo, hi, thresholds)
                 opt.zero_grad(set_to_none=True)
