@@ -6,8 +6,8 @@ The network regresses a hand from one crop; the hand layer says where that hand'
 is, and the crop says where the real surface is. A few Gauss-Newton steps bring them together:
 the generative half of hybrid trackers (Tagliasacchi et al. 2015, Taylor et al. 2016), which
 DeepModel and DeepHPS leave out. The start needs only joints, so the fit refines any method's
-answer (the rotation ensemble's averaged joints included) and always returns a valid hand:
-joints and mesh of the layer, articulations, α and β within their ranges.
+answer (the rotation ensemble's averaged joints included) and always returns a hand of the
+layer: joints and mesh, articulations, α and β within their ranges, and a possible pose.
 
 1. **Start** (:meth:`HandFitter.start`): the palm (wrist, thumb CMC, four MCPs) of the template
    rigidly onto the predicted one (Kabsch), then Levenberg-Marquardt on the predicted joints
@@ -26,7 +26,15 @@ joints and mesh of the layer, articulations, α and β within their ranges.
      mind a finger laid over empty space;
    * prior: the joints stay near the prediction, ``prior_mm`` per coordinate;
    * shape: α and β stay near their start (``shape_weight``);
-   * limits: articulations, α and β are clamped to their ranges after every step.
+   * limits: articulations, α and β are clamped to their ranges after every step;
+   * possible pose: the articulation limits hold in the template's frames, but α and β move the
+     rest joints, and at some corners of their ranges (a short palm with long spread fingers)
+     a finger within its limits bends beyond its anatomical maximum
+     (:func:`models.losses.invalid_poses`, the evaluation's measure). Where the last step
+     leaves such a hand, the hand's last iterate without one is returned, and where none had
+     one (an impossible start), the start's pose on the template's shape: 1 of the first
+     2000 test crops (tighter α, β ranges or a stiffer shape term also removed it, but cost
+     0.1 mm on the others).
 
    The pose columns of the Jacobian are in closed form (:meth:`HandFitter._jacobians`), the
    shape columns by forward differences through the layer's own stages, every ``shape_every``
@@ -51,6 +59,7 @@ from models.geometry import axis_angle_to_matrix, kabsch
 from models.hand_layer import HandLayer
 from models.ik import KinematicTables
 from models.joints import NUM_JOINTS, Joint
+from models.losses import invalid_pose_mask
 from models.nets import ALPHA_RANGE, beta_bounds
 from models.skeleton import ALPHA_DIM, ARTICULATION, BETA_DIM, NUM_ARTICULATIONS, theta_limits
 from models.threads import torch_threads
@@ -243,6 +252,12 @@ def _near_points(obs: Observed, vertices: torch.Tensor, near_mm: float) -> tuple
     keep = max(int(valid.sum(1).max()), 1)
     rows = torch.arange(len(valid))[:, None]
     return obs.points[rows, order][:, :keep], valid[rows, order][:, :keep]
+
+
+def _where(mask: torch.Tensor, a: HandParams, b: HandParams) -> HandParams:
+    """Per hand: a where mask (B,) bool, else b."""
+    return HandParams(torch.where(mask[:, None, None], a.rotation, b.rotation),
+                      torch.where(mask[:, None], a.x, b.x))
 
 
 def _normal_equations(w: torch.Tensor, r: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -448,10 +463,16 @@ class HandFitter:
         b = len(params.x)
         rows = torch.arange(b)[:, None]
         valid, shape_columns = None, None
+        # Per hand, the last iterate with a possible pose; before the first, the start's pose on
+        # the template's shape (its rest bones lie within 11° of straight: possible at any θ
+        # within the limits).
+        kept = HandParams(params.rotation, torch.cat([params.x[:, :_SHAPE.start],
+                                                      self.start_shape.expand(b, -1)], 1))
         for step in range(cfg.iterations):
             if step % cfg.shape_every == 0:
                 shape_columns = None
             joints, verts, jj, jv = self._jacobians(params.rotation, params.x, shape_columns=shape_columns)
+            kept = _where(~invalid_pose_mask(joints), params, kept)
             shape_columns = jj[..., _SHAPE], jv[..., _SHAPE]                     # jv (B, V, 3, P)
             if valid is None:   # points far from the starting hand are not the hand's; the rest first
                 points, valid = _near_points(obs, verts, cfg.near_mm)
@@ -474,6 +495,10 @@ class HandFitter:
                 h, g = h + h_sil, g + g_sil
             params = self._step(params, h, g, shape_anchor)
         joints, verts, _ = self._posed(params.rotation, params.x)
+        impossible = invalid_pose_mask(joints)
+        if impossible.any():
+            params = _where(impossible, kept, params)
+            joints, verts, _ = self._posed(params.rotation, params.x)
         x = params.x
         theta = torch.cat([x.new_zeros(b, 3), x[:, 3:26]], 1)
         return FitResult(joints.numpy(), verts.numpy(), params.rotation.numpy(), theta.numpy(),

@@ -339,10 +339,15 @@ ANGLE_MARGIN_DEG = 15.0
 def invalid_poses(joints_mm: np.ndarray, margin_deg: float = ANGLE_MARGIN_DEG) -> np.ndarray:
     """(N, 21, 3) joints, mm -> (N,) bool: True where a bone pair bends beyond its anatomical
     maximum + ``margin_deg`` (:func:`anatomical_angle_thresholds`); the evaluation's invalid-pose
-    measure (``models.evaluate``) and the rotation ensemble's check (``models.estimator``)."""
-    over = angles_over_threshold(torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64),
-                                 _thresholds(float(margin_deg)))
-    return over.any(1).numpy()
+    measure (``models.evaluate``), the rotation ensemble's check (``models.estimator``) and the
+    model fit's (``models.fit``, through :func:`invalid_pose_mask`)."""
+    return invalid_pose_mask(torch.as_tensor(np.asarray(joints_mm), dtype=torch.float64), margin_deg).numpy()
+
+
+def invalid_pose_mask(joints_mm: torch.Tensor, margin_deg: float = ANGLE_MARGIN_DEG) -> torch.Tensor:
+    """:func:`invalid_poses` on a tensor: (N, 21, 3) joints, mm -> (N,) bool tensor."""
+    thresholds = _thresholds(float(margin_deg)).to(joints_mm.dtype)
+    return angles_over_threshold(joints_mm, thresholds).any(1)
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,6 +10,7 @@ from models.crop import BACKGROUND, FRONT, Crop, CropConfig, crop_depth
 from models.fit import FitConfig, HandFitter, observed_points, silhouettes
 from models.hand_layer import HandLayer
 from models.joints import Joint, palm_centre
+from models.losses import invalid_poses
 from models.render import raycast
 from models.skeleton import theta_limits
 
@@ -90,6 +91,32 @@ def test_blank_crop_keeps_the_prediction(fitter):
     res = fitter([blank], [INTR], joints[None])
     # nothing observed: the layer's hand nearest to the prediction (mm)
     assert np.linalg.norm(res.joints[0] - joints, axis=-1).mean() < 1.5
+
+
+def test_fit_never_returns_an_impossible_hand(fitter):
+    """Depth of hands the layer can make but a hand cannot: a shape at a corner of the α, β
+    ranges (test frame 1790's fit: long spread fingers on a short palm) with every articulation
+    at a limit. Fitted to that depth from those joints, the fit still returns a possible pose
+    (the evaluation's measure), the layer's mesh for the parameters it returns."""
+    lo, hi = theta_limits()
+    alpha, beta = np.full(6, 1.2), np.array([-1.51, 0.9, -2.18, -2.0, 1.87, 1.95, 1.12])
+    layer = HandLayer().double()
+    impossible, template_fallbacks = 0, 0
+    for seed in range(12):
+        theta = _hand(seed)[0]
+        theta[6:] = np.where(np.random.default_rng(seed).uniform(size=20) < 0.5, lo[6:], hi[6:])
+        crop, truth = _render_crop(theta, alpha, beta)
+        if not invalid_poses(truth[None])[0]:
+            continue
+        impossible += 1
+        res = fitter([crop], [INTR], truth[None])
+        assert not invalid_poses(res.joints)[0], seed
+        again = layer(torch.as_tensor(res.theta), torch.as_tensor(res.alpha), torch.as_tensor(res.beta),
+                      root_rotation=torch.as_tensor(res.rotation))
+        assert np.abs(again.joints.numpy() - res.joints).max() < 1e-6     # mm
+        template_fallbacks += bool(np.allclose(res.alpha, 1.0) and np.allclose(res.beta, 0.0))
+    assert impossible >= 6           # measured 9 of the 12 seeds
+    assert template_fallbacks >= 1   # where no iterate was possible (seed 6)
 
 
 def test_bad_input_is_refused(fitter):
