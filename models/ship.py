@@ -85,6 +85,15 @@ def _commit(path: str) -> str:
     return g.read_text().strip() if g.is_file() else "unknown"
 
 
+def training_totals(training: dict[str, Any]) -> dict[str, Any]:
+    """A card's ``training`` with the run it started from (``before``) added: steps, samples
+    (crops) and minutes of both."""
+    before = training.get("before") or {}
+    return {"steps": training.get("steps", 0) + before.get("steps", 0),
+            "samples": training.get("samples", 0) + before.get("samples", 0),
+            "minutes": round(training.get("minutes", 0.0) + before.get("minutes", 0.0), 1)}
+
+
 def init_summary(init: str | None) -> dict[str, Any] | None:
     """What a run started from (``models.train --init``): the weights file and, from its card,
     its version, steps, crops and minutes; None for a run from scratch. Read before shipping,
@@ -95,12 +104,8 @@ def init_summary(init: str | None) -> dict[str, Any] | None:
     path = Path(init)
     if path.is_file():
         c = torch.load(path, map_location="cpu", weights_only=True).get("card") or {}
-        tr = c.get("training", {})
-        before = tr.get("before") or {}
         out.update(version=c.get("version"), data=c.get("data", {}).get("train"),
-                   steps=tr.get("steps", 0) + before.get("steps", 0),
-                   samples=tr.get("samples", 0) + before.get("samples", 0),
-                   minutes=round(tr.get("minutes", 0.0) + before.get("minutes", 0.0), 1))
+                   **training_totals(c.get("training", {})))
     return out
 
 
@@ -181,10 +186,10 @@ def write_cards() -> Path:
             continue
         t, tr = c.get("test", {}), c["training"]
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        b = tr.get("before") or {"steps": 0, "samples": 0, "minutes": 0.0}
-        steps = f"{b['steps']} + {tr['steps']}" if b["steps"] else f"{tr['steps']}"
+        total, before = training_totals(tr), (tr.get("before") or {}).get("steps", 0)
+        steps = f"{before} + {tr['steps']}" if before else f"{tr['steps']}"
         rows.append(f"| `{p.relative_to(WEIGHTS_DIR)}` | {c['method']} | {c['version']} | {steps} x {tr['batch']} "
-                    f"({tr['samples'] + b['samples']:,} crops) | {round(tr['minutes'] + b['minutes'], 1)} | "
+                    f"({total['samples']:,} crops) | {total['minutes']} | "
                     f"{fmt(t.get('mean_mm'))} | {fmt(t.get('vertices_mm'))} | "
                     f"{c['subset']['mean_mm']:.2f} | {p.stat().st_size / 1e6:.1f} MB |")
     text = ("# Shipped weights\n\nWritten by `python -m models.ship`; each `.pt` holds its full card "
