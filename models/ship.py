@@ -122,7 +122,7 @@ def make_card(name: str, ckpt: dict[str, Any], test: dict[str, Any] | None, subs
         "name": name, "method": ckpt["net"]["method"], "version": f"step{total}-{time.strftime('%Y%m%d')}",
         "net": ckpt["net"],
         "data": {"train": train["train"], "generator_commit": _commit(train["train"]),
-                 "augmentation": (dict(vars(train_augment(train.get("recentre", 0.0))))
+                 "augmentation": (dict(vars(train_augment(train)))
                                   if train.get("augment", 1) else None)},
         "training": {"steps": step, "planned_steps": train["steps"], "batch": train["batch"],
                      "samples": step * train["batch"], "optimizer": f"AdamW lr {train['lr']} wd {train['weight_decay']}, "
@@ -148,14 +148,13 @@ def ship(run: Path, name: str, engine: bool, test_split: str | None, max_frames:
     from models.train import hand_vertex_mask, load_model
 
     from models.nets import HandNet, NetConfig
-    from models.train import recompute_batchnorm, training_patches
+    from models.train import recompute_batchnorm, train_augment, training_patches
 
     ckpt = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
     before = init_summary(ckpt["train"].get("init"))
     net = HandNet(NetConfig(**ckpt["net"]))
     net.load_state_dict(ckpt["model"])
-    recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES,
-                                              recentre=ckpt["train"].get("recentre", 0.0)))
+    recompute_batchnorm(net, training_patches(ckpt["train"]["train"], BN_BATCHES, train_augment(ckpt["train"])))
     state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.pt"

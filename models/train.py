@@ -44,6 +44,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
+from collections.abc import Mapping
+from functools import partial
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -89,6 +91,7 @@ class TrainConfig:
     stop_at: int = 0                # > 0: stop (resumable) at this step, the schedule unchanged
     augment: int = 1                # 0: no augmentation (tests, overfitting checks)
     recentre: float = 0.0           # share of crops re-centred on the true palm (AugmentConfig.recentre_prob)
+    fatten: float = 0.0             # share of crops with fattened foreground edges (AugmentConfig.fatten_prob)
     init: str = ""                  # a new run starts from these weights (models.nets.warm_start)
     device: str = "auto"
 
@@ -213,15 +216,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> HandNet:
 # --------------------------------------------------------------------------- batch-norm statistics
 
 
-def train_augment(recentre: float = 0.0) -> AugmentConfig:
-    """A run's augmentation: :data:`TRAIN_AUGMENT` with its share of palm-centred crops."""
-    return replace(TRAIN_AUGMENT, recentre_prob=recentre)
+def train_augment(train: TrainConfig | Mapping[str, Any] = TrainConfig()) -> AugmentConfig:
+    """A run's augmentation: :data:`TRAIN_AUGMENT` with the run's shares of palm-centred crops
+    and of fattened edges. ``train``: its config, or the config dict saved in its checkpoint
+    (runs from before a field existed have its default there)."""
+    get = train.get if isinstance(train, Mapping) else partial(getattr, train)
+    return replace(TRAIN_AUGMENT, recentre_prob=float(get("recentre", 0.0)), fatten_prob=float(get("fatten", 0.0)))
 
 
-def training_patches(train: str | Path, batches: int, batch: int = 64, seed: int = 1234,
-                     recentre: float = 0.0) -> Iterator[torch.Tensor]:
-    """``batches`` augmented training batches of patches (B, 1, S, S), deterministic in ``seed``."""
-    loader = make_loader(train, batch, train_augment(recentre), seed=seed, workers=0)
+def training_patches(train: str | Path, batches: int, augment: AugmentConfig = TRAIN_AUGMENT, batch: int = 64,
+                     seed: int = 1234) -> Iterator[torch.Tensor]:
+    """``batches`` batches of training patches (B, 1, S, S) augmented with ``augment`` (the run's:
+    :func:`train_augment`), deterministic in ``seed``."""
+    loader = make_loader(train, batch, augment, seed=seed, workers=0)
     set_epoch(loader, 0)
     for k, b in enumerate(loader):
         if k >= batches:
@@ -257,11 +264,12 @@ def recompute_batchnorm(net: HandNet, patches: Iterable[torch.Tensor], device: t
 
 @torch.no_grad()
 def validate(net: HandNet, loader: Any, device: torch.device, vertex_mask: torch.Tensor, layer: HandLayer,
-             max_frames: int, train: str | None = None, recentre: float = 0.0) -> dict[str, float]:
+             max_frames: int, train: str | None = None, augment: AugmentConfig = TRAIN_AUGMENT) -> dict[str, float]:
     """Mean joint and (with a layer) hand-vertex error in mm over up to ``max_frames`` frames,
-    of ``net`` as it would ship: a copy with recomputed batch-norm statistics."""
+    of ``net`` as it would ship: a copy with batch-norm statistics recomputed on ``train``'s
+    crops augmented with ``augment`` (the run's)."""
     if train:
-        net = recompute_batchnorm(copy.deepcopy(net), training_patches(train, 20, recentre=recentre), device)
+        net = recompute_batchnorm(copy.deepcopy(net), training_patches(train, 20, augment), device)
     was = net.training
     net.eval()
     j_sum = v_sum = 0.0
@@ -344,7 +352,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
     print(f"{cfg.name}: {net_cfg.method}, {count_parameters(net):,} parameters, device {device}, "
           f"batch {cfg.batch}, steps {cfg.steps}", file=sys.stderr)
 
-    loader = make_loader(cfg.train, cfg.batch, train_augment(cfg.recentre) if cfg.augment else None, seed=cfg.seed, workers=cfg.workers, drop_last=True)
+    loader = make_loader(cfg.train, cfg.batch, train_augment(cfg) if cfg.augment else None, seed=cfg.seed, workers=cfg.workers, drop_last=True)
     val_loader = make_loader(cfg.val, 250, None, seed=0, workers=0, shuffle=False) if cfg.val else None
     vertex_mask = hand_vertex_mask()
     lo_np, hi_np = theta_limits()
@@ -391,7 +399,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, out_dir: Path) -> dict[str, Any]
                             **{k: round(v, 4) for k, v in means.items()}}
                     if val_loader is not None and (step % cfg.val_every == 0 or step == cfg.steps):
                         last.update(validate(net, val_loader, device, vertex_mask, layer, cfg.val_frames, cfg.train,
-                                              cfg.recentre))
+                                              train_augment(cfg)))
                     log.write(json.dumps(last) + "\n")
                     log.flush()
                     sums, logged_steps = {}, 0

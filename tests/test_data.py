@@ -18,7 +18,7 @@ from models.crop import BACKGROUND, FRONT, CropConfig, crop_depth, crop_window, 
     uvd_in_crop
 from models.data import (
     AugmentConfig, Batch, Sample, ShardDataset, ShardSampler, Warp, add_depth_noise, add_occluder, augment,
-    drop_pixels, make_loader, pull_homography, rotate, sample_crop, sample_intrinsics, scale, set_epoch, shift,
+    drop_pixels, fatten_edges, make_loader, pull_homography, rotate, sample_crop, sample_intrinsics, scale, set_epoch, shift,
     to_numpy, warp_patch,
 )
 from models.geometry import axis_angle_to_matrix
@@ -353,8 +353,34 @@ def test_noise_dropout_and_occluder():
     assert not occ.mask[covered].any() and occ.mask[~covered & hand].all()
 
 
+def test_fatten_edges_grows_the_nearer_side_of_each_jump():
+    patch = np.full((S, S), BACKGROUND, np.float32)
+    far = np.float32(0.4)
+    patch[20:80, 10:70] = far                              # a far plane
+    patch[30:70, 30:40] = 0.0                              # a finger 50 mm in front of it
+    patch[30:70, 44:54] = 0.0                              # another, 4 px to its right
+    patch[20:80, 70:80] = 0.4 - 5.0 / HALF                 # 5 mm nearer than the plane: no edge
+    s = synthetic(patch, [0.0, 0.0, 500.0])
+    out = fatten_edges(s, np.random.default_rng(0), 2.0, ragged=0.0).patch[0]
+    # Each finger is 2 px wider on every side (an octagon's straight edges), and the 4-px gap
+    # between them is closed; the plane grows 2 px into the background above and below it.
+    np.testing.assert_array_equal(out[50, 26:60], np.r_[[far] * 2, [0.0] * 28, [far] * 4].astype(np.float32))
+    np.testing.assert_array_equal(out[27:73, 35], np.r_[[far], [0.0] * 44, [far]].astype(np.float32))
+    assert (out[18:20, 12:68] == far).all() and (out[:18] == BACKGROUND).all()
+    # Depth only ever comes nearer, and steps under 10 mm are not edges.
+    assert (out <= patch).all()
+    np.testing.assert_array_equal(out[20:80, 72:78], patch[20:80, 72:78])
+    np.testing.assert_array_equal(fatten_edges(s, np.random.default_rng(0), 0.0).patch[0], patch)
+    # Ragged: the width varies along an edge between (1 - ragged) x width and width.
+    rag = fatten_edges(s, np.random.default_rng(1), 3.0, ragged=1.0).patch[0]
+    grown = (rag[30:70, 24:30] == 0.0).sum(axis=1)         # rows' growth left of the first finger, px
+    assert grown.min() < grown.max() <= 3
+    with pytest.raises(ValueError, match="width_px"):
+        fatten_edges(s, np.random.default_rng(0), -1.0)
+
+
 def test_augment_is_seeded_and_keeps_the_crop_contract(dataset):
-    cfg = AugmentConfig(scale_prob=1.0, noise_prob=1.0, dropout_prob=1.0, occluder_prob=1.0)
+    cfg = AugmentConfig(scale_prob=1.0, noise_prob=1.0, dropout_prob=1.0, occluder_prob=1.0, fatten_prob=1.0)
     for i in range(len(dataset)):
         s = dataset.raw(i)
         a = augment(s, np.random.default_rng(i), cfg)
@@ -385,7 +411,7 @@ def test_recentre_moves_the_crop_onto_the_palm(dataset):
         np.testing.assert_allclose(a.com_mm, palm_centre(a.joints_mm.astype(np.float64)), atol=1e-3)  # mm
         np.testing.assert_allclose(a.joints, normalize_joints(a.joints_mm, a.com_mm, 250.0), atol=1e-5)
         moved.append(np.linalg.norm(s.com_mm - palm_centre(s.joints_mm.astype(np.float64))))
-        same = augment(s, np.random.default_rng(i), AugmentConfig(recentre_prob=0.0, **off))
+        same = augment(s, np.random.default_rng(i), AugmentConfig(recentre_prob=0.0, fatten_prob=0.0, **off))
         plain = augment(s, np.random.default_rng(i), AugmentConfig(**off))
         np.testing.assert_array_equal(same.patch, plain.patch)
     assert np.median(moved) > 5.0   # mm: the finder's centres were off the palm to begin with
@@ -394,7 +420,8 @@ def test_recentre_moves_the_crop_onto_the_palm(dataset):
 def test_augment_config_validation():
     for bad in (dict(rotation_prob=1.5), dict(scale_range=(1.1, 0.9)), dict(scale_range=(0.0, 1.0)),
                 dict(shift_sigma_mm=-1.0), dict(recentre_prob=-0.1), dict(recentre_sigma_mm=-1.0),
-                dict(occluder_radius=(0.1, 2.0)), dict(rotation_max_deg=270.0)):
+                dict(occluder_radius=(0.1, 2.0)), dict(rotation_max_deg=270.0), dict(fatten_prob=2.0),
+                dict(fatten_max_px=-1.0)):
         with pytest.raises(ValueError):
             AugmentConfig(**bad)
 

@@ -302,6 +302,17 @@ def _train(shard_dir, out, steps, method="deephps", extra=()):
     return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
 
 
+def test_train_augment_reads_a_runs_shares_old_checkpoints_included():
+    from models.train import TRAIN_AUGMENT, train_augment
+
+    aug = train_augment(TrainConfig(recentre=0.5, fatten=0.25))
+    assert (aug.recentre_prob, aug.fatten_prob) == (0.5, 0.25)
+    assert aug.scale_prob == TRAIN_AUGMENT.scale_prob == 0.0
+    old = train_augment({"recentre": 0.5})            # a checkpoint's config from before --fatten
+    assert (old.recentre_prob, old.fatten_prob) == (0.5, 0.0)
+    assert train_augment() == TRAIN_AUGMENT
+
+
 def test_tiny_training_run_reduces_the_loss(shard_dir, tmp_path):
     log = _train(shard_dir, tmp_path / "run", 40, "direct_joints", extra=("--augment", "0"))
     first = np.mean([r["joints_mm"] for r in log[:5]])
