@@ -94,6 +94,7 @@ __all__ = [
     "collate",
     "drop_pixels",
     "fatten_edges",
+    "fatten_patch",
     "make_loader",
     "pull_homography",
     "pull_rotation",
@@ -617,9 +618,19 @@ def add_occluder(sample: Sample, rng: np.random.Generator, radius_px: float, mar
 
 def fatten_edges(sample: Sample, rng: np.random.Generator, width_px: float, jump_mm: float = 10.0,
                  ragged: float = 0.5, cell_px: float = 12.0) -> Sample:
-    """Foreground fattening: across every depth jump of more than ``jump_mm`` between
-    neighbouring pixels, the nearer surface's depth spreads over the farther one (or over the
-    background) by up to ``width_px`` patch pixels.
+    """:func:`fatten_patch` on a sample's patch; the mask (the ideal render's visible hand
+    pixels) is unchanged."""
+    sample = _check_numpy_sample(sample)
+    patch = fatten_patch(sample.patch[0], rng, width_px, float(sample.cube_mm), jump_mm, ragged, cell_px)
+    return sample._replace(patch=patch[None])
+
+
+def fatten_patch(patch: np.ndarray, rng: np.random.Generator, width_px: float, cube_mm: float,
+                 jump_mm: float = 10.0, ragged: float = 0.5, cell_px: float = 12.0) -> np.ndarray:
+    """Foreground fattening of an (S, S) normalised patch (``models.crop``; float32 out): across
+    every depth jump of more than ``jump_mm`` between neighbouring pixels, the nearer surface's
+    depth spreads over the farther one (or over the background) by up to ``width_px`` patch
+    pixels (rounded to whole pixels).
 
     Why: sensors that match windows (Kinect v1's structured light with its 9 x 9 correlation
     window, the D4xx's stereo) give a pixel whose window straddles a silhouette the nearer
@@ -632,25 +643,25 @@ def fatten_edges(sample: Sample, rng: np.random.Generator, width_px: float, jump
     The width varies smoothly along an edge: width_px x (1 - ragged x f) with f a smooth random
     field in [0, 1] of correlation length ``cell_px`` (``ragged`` 0: exactly ``width_px``
     everywhere). Each ring is one step of a min filter (alternately the 4- and 8-neighbourhood,
-    so the grown outline is an octagon, not a square). The mask (the ideal render's visible hand
-    pixels) is unchanged.
+    so the grown outline is an octagon, not a square).
     """
-    sample = _check_numpy_sample(sample)
     width, ragged = float(width_px), float(ragged)
     if not (0.0 <= width <= 16.0) or not (0.0 <= ragged <= 1.0):
-        raise ValueError(f"fatten_edges: expected width_px in [0, 16] and ragged in [0, 1], got {width_px}, {ragged}")
-    p = sample.patch[0].astype(np.float32)
+        raise ValueError(f"fatten_patch: expected width_px in [0, 16] and ragged in [0, 1], got {width_px}, {ragged}")
+    p = np.array(patch, dtype=np.float32)
+    if p.ndim != 2 or p.shape[0] != p.shape[1]:
+        raise ValueError(f"fatten_patch: expected an (S, S) patch, got shape {p.shape}")
     size = p.shape[-1]
     cells = max(2, int(math.ceil(size / float(cell_px))) + 1)
     field = cv2.resize(rng.random((cells, cells)).astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     local = width * (1.0 - ragged * field)
-    jump = float(jump_mm) / (0.5 * float(sample.cube_mm))
+    jump = float(jump_mm) / (0.5 * float(cube_mm))
     kernels = (cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), np.ones((3, 3), np.uint8))
     for ring in range(int(math.ceil(width))):
         near = cv2.erode(p, kernels[ring % 2], borderType=cv2.BORDER_REPLICATE)
         grow = (p - near > jump) & (local > ring + 0.5 - 1e-6)
         p = np.where(grow, near, p)
-    return sample._replace(patch=p[None])
+    return p
 
 
 def augment(sample: Sample, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> Sample:

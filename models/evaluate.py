@@ -22,6 +22,8 @@ the network checks (``models.estimator``, "Which object is the hand"). The last 
 frame is also run turned, as in the app (``models.estimator``, "Rotation ensemble"), on every
 kind of data; ``--rotations 1`` measures the network on the crop alone. ``--fit`` fits the hand
 model to the last crop's depth as the app's ``--fit`` does (``models.fit``), on every kind of data.
+``--fatten PX`` widens every near surface of the shards' crops by PX patch pixels first
+(``models.data.fatten_patch``), as window-matching sensors do (Kinect v1, stereo): robustness.
 
 Metrics (mm, camera frame; ``models.metrics``):
 
@@ -53,7 +55,7 @@ import torch
 
 from calib import Intrinsics
 from models.crop import Crop, CropConfig, crop_depth, crop_window
-from models.data import intrinsics_from_arrays, shard_paths
+from models.data import fatten_patch, intrinsics_from_arrays, shard_paths
 from models.estimator import Estimator, EstimatorConfig, ensemble, load_predictor, recrop_centre, turned_patches
 from models.fit import HandFitter
 from models.hand_layer import HandLayer
@@ -127,7 +129,7 @@ def summary_record(pred: Predictions, hand_vertex_mask: np.ndarray | None = None
 
 def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = None, batch: int = 250,
                    with_vertices: bool = True, recrop: bool = False, rotations: int = 1,
-                   fit: bool = False) -> Predictions:
+                   fit: bool = False, fatten_px: float = 0.0) -> Predictions:
     """Run ``predictor`` on the crops of a shard directory, a shard or the fixed test subset
     (any .npz with patch, com_mm, joints_mm, theta, alpha, beta, wrist), in file order.
 
@@ -138,7 +140,12 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
     ensemble"; 1: the crop alone, the network's own accuracy). It needs each frame's camera
     (intrinsics, distortion, coeffs).
     fit: the hand layer fitted to the last crop, as the app's ``--fit`` (``models.fit``).
+    fatten_px: every crop's foreground fattened by this many patch pixels first
+        (``models.data.fatten_patch``, the same width everywhere): robustness to sensors that
+        widen near surfaces (one pass only: a second crop would be cut from the clean frame).
     """
+    if fatten_px and recrop:
+        raise ValueError("fattening acts on the shards' crops: evaluate one pass (--single-pass)")
     layer = HandLayer()
     fitter = HandFitter(EstimatorConfig().fitting) if fit else None
     joints, labels, verts, label_verts = [], [], [], []
@@ -156,6 +163,10 @@ def predict_shards(predictor: Any, split: str | Path, max_frames: int | None = N
         for i in range(0, count, batch):
             sl = slice(i, min(i + batch, count))
             patch = z["patch"][sl].astype(np.float32)[:, None]
+            if fatten_px:
+                rng = np.random.default_rng(0)   # unused with ragged 0: the width is the same everywhere
+                patch = np.stack([fatten_patch(p[0], rng, fatten_px, predictor.crop.cube_mm, ragged=0.0)
+                                  for p in patch])[:, None]
             com = z["com_mm"][sl].astype(np.float64)[:, None]
             t0 = time.perf_counter()
             j, v = predictor(patch)
@@ -408,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
                          "accuracy)")
     ap.add_argument("--fit", action="store_true",
                     help="fit the hand model to the last crop's depth, as the app's --fit (models.fit)")
+    ap.add_argument("--fatten", type=float, default=0.0, metavar="PX",
+                    help="shards' crops, one pass: fatten each crop's near surfaces by PX patch pixels first "
+                         "(models.data.fatten_patch; robustness to sensors that widen silhouettes, e.g. Kinect v1)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--curve", type=Path, default=None, help="PNG of the success curves")
     a = ap.parse_args(argv)
@@ -419,11 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --detect needs shards with whole frames (`models.synth generate --full-frames`), "
               f"not {a.data}", file=sys.stderr)
         return 2
+    if a.fatten and (not is_shards or a.detect):
+        print("error: --fatten acts on the crops of shards (not with --detect or a --source)", file=sys.stderr)
+        return 2
     if a.track and not a.detect:
         print("error: --track goes with --detect (tracking across whole frames)", file=sys.stderr)
         return 2
     # Two passes as in the app wherever the whole frames are there to crop again.
-    recrop = not a.single_pass and (not is_shards or shards_have_frames(a.data))
+    recrop = not a.single_pass and not a.fatten and (not is_shards or shards_have_frames(a.data))
     print(f"passes: {2 if recrop else 1}" + ("" if recrop or a.single_pass else
           " (the shards hold crops only; `models.synth generate --full-frames` writes whole frames)"), file=sys.stderr)
     if a.rotations < 1:
@@ -442,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                                             rotations=a.rotations, fit=a.fit, spot=not a.no_spot, track=a.track)
             elif is_shards:
                 pred = predict_shards(predictor, a.data, a.max_frames, recrop=recrop, rotations=a.rotations,
-                                      fit=a.fit)
+                                      fit=a.fit, fatten_px=a.fatten)
             else:
                 from sources import open_source
 
@@ -457,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         r["passes"] = 2 if recrop else 1
         r["rotations"] = a.rotations
         r["fit"] = a.fit
+        if a.fatten:
+            r["fatten_px"] = a.fatten
         if not is_shards or a.detect:
             r["candidates"] = a.candidates
             r["spot"] = not a.no_spot

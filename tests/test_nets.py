@@ -496,6 +496,22 @@ def test_shard_evaluation_second_pass_crops_around_the_palm(frame_shard, offset_
     np.testing.assert_allclose(far.joints, every(com + [80.0, 0.0, 0.0]), atol=1e-4)
 
 
+def test_shard_evaluation_can_fatten_the_crops_first(frame_shard, offset_predictor):
+    from models.data import fatten_patch
+    from models.evaluate import predict_shards
+
+    path, _ = frame_shard
+    stored = np.load(path)["patch"].astype(np.float32)
+    p = offset_predictor(np.zeros(3))
+    predict_shards(p, path, with_vertices=False, fatten_px=2.0)
+    seen = p.patches[0]
+    for k in range(len(stored)):
+        np.testing.assert_array_equal(seen[k], fatten_patch(stored[k], np.random.default_rng(0), 2.0, 250.0, ragged=0.0))
+    assert (seen <= stored).all() and (seen < stored).mean() > 0.01   # near surfaces grew over farther ones
+    with pytest.raises(ValueError, match="one pass"):
+        predict_shards(p, path, with_vertices=False, recrop=True, fatten_px=2.0)
+
+
 def test_shard_evaluation_second_pass_needs_whole_frames(shard_dir, offset_predictor):
     from models.evaluate import predict_shards
 
