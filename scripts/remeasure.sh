@@ -31,6 +31,8 @@ step() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 step "synthetic test split, crops (ensemble; one crop is the model card's)"
 $PY -m models.evaluate --model $M --json $R/test_rotations4.json
+step "robustness: test crops with near surfaces widened by 2 patch pixels (5 mm, as a Kinect v1), one crop"
+$PY -m models.evaluate --model $M --rotations 1 --fatten 2 --json $R/test_fatten2_rotations1.json
 step "the app's own finder on whole test frames"
 $PY -m models.evaluate --model $M --data data/synth_frames/test --detect --json $R/detect_test_spot.json
 $PY -m models.evaluate --model $M --data data/synth_frames/test --detect --no-spot --json $R/detect_test_nospot.json
