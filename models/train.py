@@ -42,10 +42,10 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from functools import partial
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
