@@ -18,8 +18,8 @@ from models.crop import BACKGROUND, FRONT, CropConfig, crop_depth, crop_window, 
     uvd_in_crop
 from models.data import (
     AugmentConfig, Batch, Sample, ShardDataset, ShardSampler, Warp, add_depth_noise, add_occluder, augment,
-    drop_pixels, fatten_edges, make_loader, pull_homography, rotate, sample_crop, sample_intrinsics, scale, set_epoch, shift,
-    to_numpy, warp_patch,
+    drop_pixels, fatten_edges, make_loader, pull_homography, rotate, sample_crop, sample_intrinsics, scale, set_epoch,
+    shift, to_numpy, warp_patch,
 )
 from models.geometry import axis_angle_to_matrix
 from models.hand_layer import HandLayer

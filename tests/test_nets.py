@@ -506,7 +506,8 @@ def test_shard_evaluation_can_fatten_the_crops_first(frame_shard, offset_predict
     predict_shards(p, path, with_vertices=False, fatten_px=2.0)
     seen = p.patches[0]
     for k in range(len(stored)):
-        np.testing.assert_array_equal(seen[k], fatten_patch(stored[k], np.random.default_rng(0), 2.0, 250.0, ragged=0.0))
+        expected = fatten_patch(stored[k], np.random.default_rng(0), 2.0, 250.0, ragged=0.0)
+        np.testing.assert_array_equal(seen[k], expected)
     assert (seen <= stored).all() and (seen < stored).mean() > 0.01   # near surfaces grew over farther ones
     with pytest.raises(ValueError, match="one pass"):
         predict_shards(p, path, with_vertices=False, recrop=True, fatten_px=2.0)
